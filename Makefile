@@ -1,0 +1,46 @@
+# cvi-lab: the two commands are `make demo` and `make test`; both set everything up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export CVI_LAB_HOME ?= $(CURDIR)/var
+
+.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency clean
+
+setup:
+	@bash scripts/ensure_venv.sh
+
+# Debian packages some tests need (a real browser for the meeting-page test, ffmpeg for previews).
+system-deps:
+	@bash scripts/ensure_system_deps.sh
+
+demo: setup
+	$(PY) -m cvi_lab demo
+
+test: setup system-deps
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+
+serve: setup
+	$(PY) -m cvi_lab serve $(ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 notebooks/
+
+bench: bench-stages bench-avatar bench-latency
+
+bench-stages: setup
+	$(PY) -m benchmarks.bench_stages
+
+bench-avatar: setup
+	$(PY) -m benchmarks.bench_avatar
+
+bench-latency: setup
+	$(PY) -m benchmarks.bench_latency
+
+clean:
+	rm -rf var outputs multirun .pytest_cache
