@@ -1,0 +1,1 @@
+"""WebRTC transport (aiortc): signaling, media tracks, data channel, meeting page, participant client."""
