@@ -1,0 +1,1 @@
+"""Voice activity detection backends: `silero` (packaged ONNX model, default) and `energy` (baseline)."""
