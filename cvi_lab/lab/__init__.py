@@ -1,0 +1,1 @@
+"""The lab: scripted participants through real calls, metrics, MLflow logging, sweeps and comparisons."""

@@ -1,0 +1,71 @@
+"""Figures: a latency waterfall per run and latency-vs-quality across runs.
+
+Why PNG files through matplotlib's Agg backend: runs happen headless (sweeps, CI), and MLflow shows PNG
+artifacts inline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cvi_lab.lab.metrics import TurnResult  # noqa: E402
+
+_STAGE_COLORS = {
+    "endpointing": "#9e9e9e", "turn": "#9e9e9e", "asr": "#1f77b4", "llm": "#ff7f0e", "llm_ttfb": "#ff7f0e",
+    "tts": "#2ca02c", "tts_ttfb": "#2ca02c", "avatar": "#9467bd", "transport": "#8c564b",
+}
+
+
+def waterfall(turns: Sequence[TurnResult], path: str | Path, title: str = "") -> Path:
+    """One row per turn: each stage's span, in ms from the end of the participant's speech, and the
+    response latency marked; shows where the time of a turn goes."""
+    rows = [t for t in turns if t.spans or t.response_latency_s is not None]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(rows), 2) + 1.6))
+    seen: set[str] = set()
+    for i, t in enumerate(rows):
+        for name, start, end in t.spans:
+            color = _STAGE_COLORS.get(name, _STAGE_COLORS.get(name.split("_")[0], "#17becf"))
+            ax.barh(i, (end - start) * 1000, left=start * 1000, height=0.6, color=color,
+                    label=name if name not in seen else None, alpha=0.85)
+            seen.add(name)
+        if t.response_latency_s is not None:
+            ax.plot([t.response_latency_s * 1000] * 2, [i - 0.4, i + 0.4], color="red", lw=2,
+                    label="response latency" if "_lat" not in seen else None)
+            seen.add("_lat")
+    ax.set_yticks(range(len(rows)), [f"{t.script}#{t.turn}" for t in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("ms from end of participant speech")
+    ax.set_title(title or "latency waterfall")
+    if seen:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def latency_vs_quality(points: Sequence[dict], x: str, y: str, label: str, path: str | Path, title: str = "") -> Path:
+    """Scatter of runs: `x` (a latency metric) against `y` (a quality metric), each point named by `label`."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for p in points:
+        if p.get(x) is None or p.get(y) is None:
+            continue
+        ax.scatter(p[x], p[y], s=40)
+        ax.annotate(str(p.get(label, "")), (p[x], p[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{y} (lower is better)" if "wer" in y else y)
+    ax.set_title(title or f"{y} vs {x}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
