@@ -1,0 +1,1 @@
+"""End-of-turn backends: `smart_turn_v3` (ONNX model shipped in pipecat-ai, default) and `silence` (baseline)."""

@@ -1,0 +1,81 @@
+"""Smart Turn v3 (ONNX shipped in pipecat-ai) on real synthesized speech: complete vs cut-off sentences."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from cvi_lab.stages.base import ModelMissingError, StageInputError
+from cvi_lab.stages.turn.smart_turn import SmartTurnV3, whisper_log_mel
+from tests.stages.conftest import speech_span
+
+SENTENCES = [
+    "I would like to book a table for two people tonight.",
+    "Can you tell me what the weather will be like tomorrow morning?",
+    "My favourite colour has always been a deep shade of blue.",
+    "Please send the report to my manager before the end of the day.",
+    "We went to the beach last weekend and had a wonderful time.",
+    "I think the meeting should be moved to Thursday afternoon.",
+]
+
+
+@pytest.fixture(scope="module")
+def turn():
+    t = instantiate(OmegaConf.load("conf/turn/smart_turn_v3.yaml"))
+    asyncio.run(t.warmup())
+    return t
+
+
+def test_conf_builds_smart_turn(turn):
+    assert isinstance(turn, SmartTurnV3) and turn.threshold == 0.5 and turn.sample_rate == 16_000
+
+
+async def test_complete_sentences_score_above_cut_ones(turn, synthesize):
+    tail = np.zeros(3200, np.float32)  # 200 ms of silence after the speech, as when the VAD fires
+    complete, cut = [], []
+    for text in SENTENCES:
+        speech = synthesize(text)
+        a, b = speech_span(speech)
+        speech = speech[a:b]
+        complete.append(await turn.predict(np.concatenate([speech, tail])))
+        cut.append(await turn.predict(np.concatenate([speech[: len(speech) // 2], tail])))  # mid-phrase
+    assert all(0.0 <= p <= 1.0 for p in complete + cut)
+    assert np.mean(complete) > turn.threshold
+    assert np.mean(complete) > np.mean(cut) + 0.2, (complete, cut)
+
+
+def test_features_match_transformers_whisper_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(16_000 * 8)).astype(np.float32)
+    ref = WhisperFeatureExtractor(feature_size=80, sampling_rate=16_000, hop_length=160, chunk_length=8, n_fft=400)
+    expected = ref(audio, sampling_rate=16_000, do_normalize=True, return_tensors="np").input_features[0]
+    ours = whisper_log_mel(audio, 16_000 * 8)
+    assert ours.shape == expected.shape == (80, 800)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_only_the_last_8_seconds_count(turn, synthesize):
+    speech = synthesize(SENTENCES[0])
+    eight = np.concatenate([np.zeros(16_000 * 8 - len(speech), np.float32), speech])
+    longer = np.concatenate([0.3 * np.ones(16_000 * 3, np.float32), eight])
+    assert turn.features(longer).shape == (80, 800)
+    assert turn.predict_sync(longer) == pytest.approx(turn.predict_sync(eight), abs=1e-6)
+    # short turns are zero-padded at the front: the same as giving the padding explicitly
+    assert turn.predict_sync(speech) == pytest.approx(turn.predict_sync(eight), abs=1e-6)
+
+
+async def test_bad_input_is_a_clear_error(turn, tmp_path):
+    with pytest.raises(StageInputError, match="44100 Hz.*16000"):
+        await turn.predict(np.zeros(44_100, np.float32), sample_rate=44_100)
+    with pytest.raises(StageInputError, match="empty"):
+        await turn.predict(np.zeros(0, np.float32))
+    with pytest.raises(StageInputError, match="mono"):
+        await turn.predict(np.zeros((2, 16_000), np.float32))
+    with pytest.raises(ModelMissingError, match="missing.onnx"):
+        await SmartTurnV3(model_path=str(tmp_path / "missing.onnx")).warmup()
