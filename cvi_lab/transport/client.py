@@ -1,0 +1,532 @@
+"""A scripted participant: joins a `conversation_url` over real WebRTC, speaks a WAV, records what it gets.
+
+Why in the package: tests, experiments and notebooks all need the same participant, and response latency
+(SPEC §4) is measured at the participant's side of the connection, so the recorder lives here. Times are
+`time.monotonic()` seconds. The microphone is real-time: 20 ms frames at 48 kHz, silence when nothing is
+queued, like a real mic.
+
+    client = ParticipantClient(conversation_url)
+    await client.join()
+    await client.send_wav("question.wav")              # returns when the last sample has been sent
+    t = await client.wait_first_voiced_after(client.speech_ended_at, timeout=10)
+    print("response latency", t - client.speech_ended_at)
+    await client.leave()
+
+CLI: `python -m cvi_lab.transport.client URL --wav f.wav --record out_dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import fractions
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from cvi_lab.audio import load_audio, resample, to_float32, to_int16, write_wav
+from cvi_lab.transport.rtc import (
+    DATA_CHANNEL_LABEL,
+    DEFAULT_AUDIO_PREFETCH,
+    LEAVE_EVENT,
+    decode_message,
+    new_peer_connection,
+    set_audio_prefetch,
+)
+
+log = logging.getLogger(__name__)
+
+RATE = 48_000
+FRAME = 960  # 20 ms
+WINDOW = 480  # 10 ms energy windows for voiced detection
+_TIME_BASE = fractions.Fraction(1, RATE)
+
+
+class JoinError(RuntimeError):
+    """The server refused the offer (status and its JSON error) or the connection did not come up."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _voiced_windows(pcm: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of 10 ms windows whose RMS (float scale) exceeds `threshold`."""
+    x = to_float32(pcm)
+    n = len(x) // WINDOW
+    if n == 0:
+        return np.zeros(0, int)
+    rms = np.sqrt(np.mean(x[: n * WINDOW].reshape(n, WINDOW) ** 2, axis=1))
+    return np.nonzero(rms > threshold)[0]
+
+
+def _db_to_amp(dbfs: float) -> float:
+    return float(10 ** (dbfs / 20.0))
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """A paced 48 kHz mono mic: plays queued PCM, silence otherwise; remembers when voice went out."""
+
+    kind = "audio"
+
+    def __init__(self, voiced_dbfs: float = -40.0) -> None:
+        super().__init__()
+        self._threshold = _db_to_amp(voiced_dbfs)
+        self._buf = np.zeros(0, np.int16)
+        self._pending: list[tuple[int, asyncio.Future]] = []  # (queued sample index, done future)
+        self._queued = 0  # samples ever queued
+        self._played = 0  # queued samples sent
+        self._start: float | None = None
+        self._emitted = 0
+        self.voiced_sent: list[float] = []  # send time of each voiced 10 ms window
+        self.frames_sent = 0
+
+    def play(self, pcm48: np.ndarray) -> asyncio.Future:
+        """Queue int16/float mono PCM at 48 kHz; the future resolves when its last sample has been sent."""
+        pcm = to_int16(np.asarray(pcm48).reshape(-1))
+        self._buf = np.concatenate([self._buf, pcm])
+        self._queued += len(pcm)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((self._queued, fut))
+        if len(pcm) == 0:
+            self._resolve()
+        return fut
+
+    def clear(self) -> None:
+        """Stop talking now (drop what is queued)."""
+        self._played += len(self._buf)
+        self._buf = np.zeros(0, np.int16)
+        self._resolve()
+
+    def _resolve(self) -> None:
+        while self._pending and self._pending[0][0] <= self._played:
+            _, fut = self._pending.pop(0)
+            if not fut.done():
+                fut.set_result(time.monotonic())
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            now = time.monotonic()
+            if self._start is None:
+                self._start = now
+            else:
+                self._emitted += FRAME
+                due = self._start + self._emitted / RATE
+                if due > now:
+                    await asyncio.sleep(due - now)
+                elif now - due > 0.5:  # the loop stalled: skip ahead rather than burst
+                    self._start = now - self._emitted / RATE
+            sent_at = time.monotonic()
+            take = min(FRAME, len(self._buf))
+            pcm = self._buf[:take]
+            self._buf = self._buf[take:]
+            self._played += take
+            if take < FRAME:
+                pcm = np.concatenate([pcm, np.zeros(FRAME - take, np.int16)])
+            if take:
+                for w in _voiced_windows(pcm, self._threshold):
+                    self.voiced_sent.append(sent_at + (w + 1) * WINDOW / RATE)
+            self._resolve()
+            self.frames_sent += 1
+        except (MediaStreamError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("microphone frame failed; sending silence")
+            pcm = np.zeros(FRAME, np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._emitted
+        frame.time_base = _TIME_BASE
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.cancel()
+        self._pending.clear()
+
+
+@dataclass
+class VideoRecord:
+    arrival: float
+    pts: int | None
+    width: int
+    height: int
+
+
+@dataclass
+class Recording:
+    """What the participant received, with arrival times (monotonic seconds)."""
+
+    audio_chunks: list[np.ndarray] = field(default_factory=list)  # int16 mono 48 kHz
+    audio_arrivals: list[float] = field(default_factory=list)  # one per chunk
+    audio_offsets: list[int] = field(default_factory=list)  # first sample index of each chunk
+    audio_samples: int = 0
+    video: list[VideoRecord] = field(default_factory=list)
+    images: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival, RGB) every Nth frame
+    events: list[tuple[float, Any]] = field(default_factory=list)
+
+    def audio(self, rate: int = RATE) -> np.ndarray:
+        """All received audio, float32 mono at `rate`."""
+        pcm = np.concatenate(self.audio_chunks) if self.audio_chunks else np.zeros(0, np.int16)
+        return resample(pcm, RATE, rate) if rate != RATE else to_float32(pcm)
+
+
+class ParticipantClient:
+    """One participant of a live call (see the module docstring)."""
+
+    def __init__(
+        self,
+        conversation_url: str,
+        *,
+        meeting_token: str | None = None,
+        participant_id: str | None = None,
+        receive_video: bool = True,
+        keep_every_nth_image: int = 0,
+        on_video_frame: Callable[[av.VideoFrame, float], None] | None = None,
+        voiced_dbfs: float = -40.0,
+        audio_prefetch: int | None = DEFAULT_AUDIO_PREFETCH,
+        http_timeout_s: float = 20.0,
+    ) -> None:
+        parts = urlsplit(conversation_url)
+        if parts.scheme not in ("http", "https") or "/meet/" not in parts.path:
+            raise ValueError(f"not a conversation_url: {conversation_url!r}; expected http(s)://HOST/meet/<conversation_id>")
+        self.conversation_url = conversation_url
+        self.conversation_id = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        self.offer_url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/offer", "", ""))
+        self.meeting_token = meeting_token or (parse_qs(parts.query).get("t") or [None])[0]
+        self.participant_id = participant_id
+        self.receive_video = receive_video
+        self.keep_every_nth_image = keep_every_nth_image
+        self.on_video_frame = on_video_frame
+        self.voiced_threshold = _db_to_amp(voiced_dbfs)
+        self.audio_prefetch = audio_prefetch
+        self.http_timeout_s = http_timeout_s
+        self.mic = MicrophoneTrack(voiced_dbfs)
+        self.rec = Recording()
+        self.pc = None
+        self.channel = None
+        self.joined_at: float | None = None
+        self.connection_states: list[tuple[float, str]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ joining
+    async def join(self, timeout: float = 30.0) -> "ParticipantClient":
+        """Offer, get the answer, wait until ICE/DTLS are up and the data channel is open."""
+        import aiohttp
+        from aiortc import RTCSessionDescription
+
+        pc = self.pc = new_peer_connection()
+        pc.addTrack(self.mic)
+        if self.receive_video:
+            pc.addTransceiver("video", direction="recvonly")
+        set_audio_prefetch(pc, self.audio_prefetch)
+        channel = self.channel = pc.createDataChannel(DATA_CHANNEL_LABEL)
+        channel.on("message", self._on_message)
+        channel.on("open", self._changed.set)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_state)
+
+        await pc.setLocalDescription(await pc.createOffer())
+        body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
+        if self.meeting_token:
+            body["meeting_token"] = self.meeting_token
+        if self.participant_id:
+            body["participant_id"] = self.participant_id
+        http_timeout = aiohttp.ClientTimeout(total=self.http_timeout_s)
+        async with aiohttp.ClientSession(timeout=http_timeout) as session:
+            async with session.post(self.offer_url, json=body) as resp:
+                try:
+                    answer = await resp.json(content_type=None)
+                except Exception:
+                    answer = {"error": (await resp.text())[:200]}
+                if resp.status != 200:
+                    await pc.close()
+                    raise JoinError(f"offer refused ({resp.status}): {answer.get('error')}", resp.status)
+        self.participant_id = answer["participant_id"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        ok = await self.wait_for(lambda: pc.connectionState == "connected" and channel.readyState == "open", timeout)
+        if not ok:
+            state = pc.connectionState
+            await self.close()
+            raise JoinError(f"connection did not come up within {timeout:.0f} s (state {state})")
+        self.joined_at = time.monotonic()
+        return self
+
+    def _on_state(self) -> None:
+        self.connection_states.append((time.monotonic(), self.pc.connectionState))
+        self._changed.set()
+
+    def _on_track(self, track) -> None:
+        runner = self._audio_loop(track) if track.kind == "audio" else self._video_loop(track)
+        self._tasks.append(asyncio.ensure_future(runner))
+
+    async def _audio_loop(self, track) -> None:
+        rec = self.rec
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receiving audio failed")
+                return
+            try:
+                arrival = time.monotonic()
+                channels = len(frame.layout.channels)
+                data = frame.to_ndarray().reshape(-1)
+                if frame.format.name != "s16" or frame.sample_rate != RATE:
+                    raise ValueError(f"unexpected audio frame {frame.format.name} at {frame.sample_rate} Hz")
+                pcm = data.reshape(-1, channels)[:, 0].copy() if channels > 1 else data.copy()
+                rec.audio_offsets.append(rec.audio_samples)
+                rec.audio_arrivals.append(arrival)
+                rec.audio_chunks.append(pcm)
+                rec.audio_samples += len(pcm)
+                self._changed.set()
+            except Exception:
+                log.exception("recording an audio frame failed")
+
+    async def _video_loop(self, track) -> None:
+        rec = self.rec
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receiving video failed")
+                return
+            try:
+                arrival = time.monotonic()
+                rec.video.append(VideoRecord(arrival, frame.pts, frame.width, frame.height))
+                n = self.keep_every_nth_image
+                if n and (len(rec.video) - 1) % n == 0:
+                    rec.images.append((arrival, frame.to_ndarray(format="rgb24")))
+                if self.on_video_frame is not None:
+                    self.on_video_frame(frame, arrival)
+                self._changed.set()
+            except Exception:
+                log.exception("recording a video frame failed")
+
+    def _on_message(self, data) -> None:
+        obj, error = decode_message(data)
+        self.rec.events.append((time.monotonic(), obj if error is None else data))
+        self._changed.set()
+
+    # ------------------------------------------------------------------ speaking and interactions
+    async def send_wav(self, source: str | Path | np.ndarray, sample_rate: int | None = None, *, wait: bool = True):
+        """Speak a file (any soundfile format) or mono PCM at `sample_rate`, in real time.
+
+        Returns the monotonic time its last sample was sent (or the future, with wait=False)."""
+        if isinstance(source, (str, Path)):
+            pcm, rate = load_audio(source, None)
+        else:
+            if sample_rate is None:
+                raise ValueError("sample_rate is required when sending a PCM array")
+            pcm, rate = np.asarray(source), int(sample_rate)
+        if pcm.ndim != 1:
+            raise ValueError(f"PCM must be mono (1-D), got shape {pcm.shape}")
+        pcm48 = resample(pcm, rate, RATE) if rate != RATE else to_float32(pcm)
+        fut = self.mic.play(pcm48)
+        return await fut if wait else fut
+
+    def send_interaction(self, message: dict | str) -> None:
+        """Send an interaction (a dict is JSON-encoded; a str is sent as is, e.g. to test error handling)."""
+        if self.channel is None or self.channel.readyState != "open":
+            raise RuntimeError("the data channel is not open; join() first")
+        self.channel.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def leave(self, how: str = "datachannel") -> None:
+        """Leave the call: "datachannel" sends conversation.leave then closes, "close" only closes the PC."""
+        if self.pc is None:
+            return
+        if how == "datachannel" and self.channel is not None and self.channel.readyState == "open":
+            self.send_interaction({"message_type": "conversation", "event_type": LEAVE_EVENT,
+                                   "conversation_id": self.conversation_id, "properties": {}})
+            await self.wait_for(lambda: self.channel.bufferedAmount == 0, 1.0)
+            await asyncio.sleep(0.05)
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.pc is not None:
+            pc, self.pc = self.pc, None
+            await pc.close()
+            self.connection_states.append((time.monotonic(), "closed"))
+        self.mic.stop()
+
+    async def __aenter__(self) -> "ParticipantClient":
+        return await self.join()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.leave()
+
+    # ------------------------------------------------------------------ waiting and measuring
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `predicate()` is true (re-checked on every received frame/event/state, at least every 50 ms)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    def events(self, event_type: str | None = None, since: float | None = None) -> list[tuple[float, Any]]:
+        """Received events (arrival, message), optionally filtered by `event_type` and arrival time."""
+        return [
+            (t, e) for t, e in self.rec.events
+            if (since is None or t >= since)
+            and (event_type is None or (isinstance(e, dict) and e.get("event_type") == event_type))
+        ]
+
+    async def wait_event(self, event_type: str, timeout: float = 10.0, since: float | None = None) -> tuple[float, Any] | None:
+        """The first event of `event_type` (arrived after `since`), waiting up to `timeout`."""
+        ok = await self.wait_for(lambda: bool(self.events(event_type, since)), timeout)
+        return self.events(event_type, since)[0] if ok else None
+
+    @property
+    def speech_ended_at(self) -> float | None:
+        """When the last voiced 10 ms of our own speech went out (the start of a response-latency measurement)."""
+        return self.mic.voiced_sent[-1] if self.mic.voiced_sent else None
+
+    def speech_started_after(self, t: float) -> float | None:
+        """When the first voiced 10 ms we sent after `t` went out."""
+        i = bisect.bisect_left(self.mic.voiced_sent, t)
+        return self.mic.voiced_sent[i] - WINDOW / RATE if i < len(self.mic.voiced_sent) else None
+
+    def first_voiced_after(self, t: float, dbfs: float | None = None) -> float | None:
+        """Arrival time of the first received voiced 10 ms window that arrived after `t` (None if none yet).
+
+        A chunk that arrives at A holds audio playable from A on, so sample k is counted at A + k/48000."""
+        rec = self.rec
+        threshold = self.voiced_threshold if dbfs is None else _db_to_amp(dbfs)
+        i = bisect.bisect_left(rec.audio_arrivals, t)
+        for j in range(i, len(rec.audio_chunks)):
+            windows = _voiced_windows(rec.audio_chunks[j], threshold)
+            if len(windows):
+                return rec.audio_arrivals[j] + windows[0] * WINDOW / RATE
+        return None
+
+    async def wait_first_voiced_after(self, t: float, timeout: float = 10.0) -> float | None:
+        found: list[float] = []
+
+        def check() -> bool:
+            v = self.first_voiced_after(t)
+            if v is not None:
+                found.append(v)
+            return v is not None
+
+        await self.wait_for(check, timeout)
+        return found[0] if found else None
+
+    def video_fps(self, since: float | None = None) -> float:
+        """Received frames per second (over frames that arrived after `since`)."""
+        times = [v.arrival for v in self.rec.video if since is None or v.arrival >= since]
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write received.wav (48 kHz), events.jsonl, video.csv and summary.json to `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_wav(out / "received.wav", self.rec.audio(), RATE)
+        with open(out / "events.jsonl", "w") as f:
+            for t, e in self.rec.events:
+                f.write(json.dumps({"arrival": t, "event": e}, default=str) + "\n")
+        with open(out / "video.csv", "w") as f:
+            f.write("arrival,pts,width,height\n")
+            for v in self.rec.video:
+                f.write(f"{v.arrival:.6f},{v.pts},{v.width},{v.height}\n")
+        (out / "summary.json").write_text(json.dumps(self.summary(), indent=2))
+        return out
+
+    def summary(self) -> dict:
+        first_audio = self.rec.audio_arrivals[0] if self.rec.audio_arrivals else None
+        ended = self.speech_ended_at
+        reply = self.first_voiced_after(ended) if ended is not None else None
+        return {
+            "conversation_id": self.conversation_id,
+            "participant_id": self.participant_id,
+            "joined_at": self.joined_at,
+            "first_audio_at": first_audio,
+            "audio_seconds": self.rec.audio_samples / RATE,
+            "video_frames": len(self.rec.video),
+            "video_fps": round(self.video_fps(), 2),
+            "video_size": [self.rec.video[-1].width, self.rec.video[-1].height] if self.rec.video else None,
+            "events": len(self.rec.events),
+            "speech_ended_at": ended,
+            "first_voiced_after_speech": reply,
+            "response_latency_s": (reply - ended) if reply is not None and ended is not None else None,
+        }
+
+
+async def _main(args: argparse.Namespace) -> int:
+    client = ParticipantClient(args.url, meeting_token=args.token, keep_every_nth_image=0)
+    await client.join(timeout=args.timeout)
+    print(f"joined {client.conversation_id} as {client.participant_id}", flush=True)
+    try:
+        if args.say:
+            client.send_interaction({"message_type": "conversation", "event_type": "conversation.respond",
+                                     "conversation_id": client.conversation_id, "properties": {"text": args.say}})
+        if args.wav:
+            await asyncio.sleep(args.lead_in)
+            ended = await client.send_wav(args.wav)
+            print(f"sent {args.wav}", flush=True)
+            await asyncio.sleep(max(0.0, args.linger - (time.monotonic() - ended)))
+        else:
+            await asyncio.sleep(args.linger)
+    finally:
+        await client.leave()
+    summary = client.summary()
+    if args.record:
+        client.save(args.record)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cvi_lab.transport.client", description=__doc__.split("\n\n")[0])
+    p.add_argument("url", help="the conversation_url (http://HOST/meet/<id>[?t=TOKEN])")
+    p.add_argument("--wav", help="audio file to speak as the microphone (silence otherwise)")
+    p.add_argument("--say", help="send this text as a conversation.respond interaction")
+    p.add_argument("--token", help="meeting_token, if not in the URL")
+    p.add_argument("--record", help="folder for received.wav, events.jsonl, video.csv, summary.json")
+    p.add_argument("--lead-in", type=float, default=1.0, help="seconds of silence before speaking")
+    p.add_argument("--linger", type=float, default=8.0, help="seconds to stay after speaking")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the connection")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return asyncio.run(_main(args))
+    except JoinError as exc:
+        print(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

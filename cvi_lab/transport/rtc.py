@@ -1,0 +1,122 @@
+"""aiortc settings shared by the server and the participant client: a closed network, loopback, low latency.
+
+Why one module: both ends must agree on the choices that make a call work offline (no STUN/TURN, host
+candidates only) and on the knobs that trade robustness for latency (audio jitter-buffer prefetch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DATA_CHANNEL_LABEL = "cvi"
+LEAVE_EVENT = "conversation.leave"
+
+# aiortc's audio receiver holds 4 packets (80 ms) before decoding the first; on loopback/LAN there is nothing
+# to reorder, so 1 packet (20 ms) is enough and every participant-to-engine hop gets 60 ms faster.
+DEFAULT_AUDIO_PREFETCH = 1
+
+_loopback_patched = False
+
+
+def ensure_loopback_candidates() -> None:
+    """Let aioice offer 127.0.0.1 when the machine has no other IPv4 address (e.g. `--network none` boxes).
+
+    aioice skips loopback when gathering host candidates; with only `lo` there would be no candidate at all."""
+    global _loopback_patched
+    if _loopback_patched:
+        return
+    _loopback_patched = True
+    try:
+        import aioice.ice as ice
+
+        original = ice.get_host_addresses
+        if any(":" not in a for a in original(use_ipv4=True, use_ipv6=False)):
+            return
+
+        def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            addrs = original(use_ipv4, use_ipv6)
+            if use_ipv4 and not any(":" not in a for a in addrs):
+                addrs.append("127.0.0.1")
+            return addrs
+
+        ice.get_host_addresses = with_loopback
+        log.info("no non-loopback IPv4 address: offering 127.0.0.1 as an ICE host candidate")
+    except Exception:  # pragma: no cover - defensive: never break a call for this
+        log.exception("could not patch aioice host gathering")
+
+
+def new_peer_connection():
+    """An RTCPeerConnection with no ICE servers: host candidates only, nothing asked of the outside network."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    ensure_loopback_candidates()
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+def set_audio_prefetch(pc: Any, prefetch: int | None) -> None:
+    """Shrink the audio jitter buffer of every audio receiver of `pc` (None = keep aiortc's default)."""
+    if prefetch is None:
+        return
+    from aiortc.jitterbuffer import JitterBuffer
+
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "audio":
+            continue
+        receiver = transceiver.receiver
+        attr = "_RTCRtpReceiver__jitter_buffer"
+        current = getattr(receiver, attr, None)
+        if current is None:  # pragma: no cover - aiortc internals changed
+            log.warning("aiortc has no %s; audio prefetch stays at its default", attr)
+            return
+        setattr(receiver, attr, JitterBuffer(capacity=current.capacity, prefetch=max(0, int(prefetch))))
+
+
+def prefer_codec(pc: Any, kind: str, mime: str | None) -> None:
+    """Put codec `mime` (e.g. "video/VP8") first for every transceiver of `kind`; unknown names are ignored."""
+    if not mime:
+        return
+    from aiortc import RTCRtpSender
+
+    caps = RTCRtpSender.getCapabilities(kind)
+    chosen = [c for c in caps.codecs if c.mimeType.lower() == mime.lower()]
+    if not chosen:
+        log.warning("codec %s is not available for %s; using aiortc's order", mime, kind)
+        return
+    rest = [c for c in caps.codecs if c.mimeType.lower() != mime.lower()]  # fallbacks, if the peer lacks it
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == kind:
+            transceiver.setCodecPreferences(chosen + rest)
+
+
+def error_event(conversation_id: str | None, error: str) -> dict:
+    """The event answering a data-channel message the transport or engine could not use."""
+    return {
+        "message_type": "conversation",
+        "event_type": "conversation.error",
+        "conversation_id": conversation_id,
+        "timestamp": time.time(),
+        "properties": {"error": error},
+    }
+
+
+def decode_message(data: str | bytes) -> tuple[object | None, str | None]:
+    """Data-channel payload -> (JSON value, None) or (None, error text saying what is accepted)."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "binary message is not UTF-8; send JSON text messages"
+    try:
+        return json.loads(data), None
+    except json.JSONDecodeError as exc:
+        preview = data[:60] + ("..." if len(data) > 60 else "")
+        return None, (
+            f"message is not valid JSON ({exc.msg} at position {exc.pos}): {preview!r}; "
+            'send a JSON object like {"message_type": "conversation", "event_type": "conversation.respond", '
+            '"properties": {"text": "..."}}'
+        )
