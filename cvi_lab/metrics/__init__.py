@@ -1,0 +1,1 @@
+"""Quality measurements computed from outputs only (frames, audio, transcripts), reused by the lab."""
