@@ -1,0 +1,1 @@
+"""HTTP API (aiohttp) compatible with the hosted CVI API's /v2 routes."""

@@ -1,0 +1,185 @@
+"""The aiohttp application: store + manager + routes; `run_server` is what `cvi-lab serve` runs.
+
+Seams for later layers: `installers` (callables `installer(app)`, or dotted paths in `server.installers`)
+add routes such as the transport's meeting page and signaling, and `runtime_factories` (or
+`server.runtimes`) attach the engine to every new conversation (see cvi_lab/calls/call.py).
+`app["manager"]`, `app["store"]`, `app["replicas"]`, `app["webhooks"]` are there for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import signal
+import sys
+from typing import Any, Callable, Iterable
+
+from aiohttp import web
+
+from cvi_lab.api import conversations, personas, replicas
+from cvi_lab.api.errors import ApiError, error_middleware
+from cvi_lab.api.meet import meet_placeholder
+from cvi_lab.api.openapi import build_openapi
+from cvi_lab.api.routes import Route
+from cvi_lab.calls.call import RuntimeFactory
+from cvi_lab.calls.manager import ConversationManager
+from cvi_lab.calls.replicas import ReplicaService, load_object
+from cvi_lab.calls.settings import server_settings
+from cvi_lab.calls.webhooks import WebhookDeliverer
+from cvi_lab.clock import Clock, SystemClock
+from cvi_lab.store import Store
+
+log = logging.getLogger(__name__)
+
+ROUTES: list[Route] = [*conversations.ROUTES, *personas.ROUTES, *replicas.ROUTES]
+Installer = Callable[[web.Application], Any]
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_mode(server: dict[str, Any]) -> tuple[bool, str]:
+    """(allowed, the sentence the server prints at start)."""
+    keys = [k for k in server.get("api_keys") or [] if k]
+    host = str(server["host"])
+    if keys:
+        return True, f"auth: x-api-key required ({len(keys)} key(s) configured)"
+    if is_loopback(host):
+        return True, f"auth: NONE (no server.api_keys set; allowed because bound to loopback {host})"
+    return False, (f"refusing to start: server.host={host} is not loopback and no server.api_keys are set; "
+                   "set server.api_keys='[a-secret]' or bind server.host=127.0.0.1")
+
+
+def base_url(server: dict[str, Any], port: int | None = None) -> str:
+    if server.get("public_url"):
+        return str(server["public_url"]).rstrip("/")
+    host = str(server["host"])
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    return f"http://{host}:{port if port is not None else server['port']}"
+
+
+def _auth_middleware(keys: list[str]):
+    @web.middleware
+    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if keys and request.path.startswith("/v2"):
+            given = request.headers.get("x-api-key")
+            if not given:
+                raise ApiError(401, "the x-api-key header is required")
+            if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+                raise ApiError(401, "the x-api-key is not valid")
+        limit = request.app["settings"]["server"]["limits"]["max_body_bytes"]
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, f"the request body is larger than the {limit} bytes accepted")
+        return await handler(request)
+
+    return auth
+
+
+def create_app(
+    cfg: Any, *, clock: Clock | None = None, installers: Iterable[Installer] = (),
+    runtime_factories: Iterable[RuntimeFactory] = (),
+) -> web.Application:
+    settings = server_settings(cfg)
+    server = settings["server"]
+    clock = clock or SystemClock()
+    keys = [str(k) for k in server.get("api_keys") or [] if k]
+    app = web.Application(
+        client_max_size=int(server["limits"]["max_body_bytes"]),
+        middlewares=[error_middleware, _auth_middleware(keys)],
+    )
+    store = Store(server["store"]["path"], clock)
+    webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock)
+    replica_service = ReplicaService(store, server, webhooks, clock)
+    manager = ConversationManager(store, cfg, clock=clock, webhooks=webhooks, replicas=replica_service,
+                                  base_url=base_url(server))
+    app.update(cfg=settings, settings=settings, full_cfg=cfg, clock=clock, store=store, webhooks=webhooks,
+               replicas=replica_service, manager=manager, internal_errors=0)
+    for factory in [*(load_object(p) for p in server.get("runtimes") or []), *runtime_factories]:
+        manager.add_runtime_factory(factory)
+
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    spec = build_openapi(ROUTES)
+    app["openapi"] = spec
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "live_conversations": len(manager.live)})
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/health", health)
+    for installer in [*(load_object(p) for p in server.get("installers") or []), *installers]:
+        installer(app)
+    if "meet" not in app.router.named_resources():
+        app.router.add_get("/meet/{conversation_id}", meet_placeholder, name="meet")
+
+    async def on_startup(_: web.Application) -> None:
+        orphans = await manager.start()
+        if orphans:
+            log.warning("resolved %d conversation(s) left active by a previous run", len(orphans))
+
+    async def on_cleanup(_: web.Application) -> None:
+        await manager.close()
+        await replica_service.close()
+        await webhooks.close(float((server.get("webhooks") or {}).get("grace_s", 1.0)))
+        store.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def serve(cfg: Any, *, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or `stop` is set). Returns an exit code (2 = refused to start)."""
+    server = server_settings(cfg)["server"]
+    ok, sentence = auth_mode(server)
+    if not ok:
+        print(f"[cvi-lab] {sentence}", file=sys.stderr, flush=True)
+        return 2
+    app = create_app(cfg)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, str(server["host"]), int(server["port"]))
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"[cvi-lab] cannot listen on {server['host']}:{server['port']}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = base_url(server, port)
+    app["manager"].base_url = url
+    print(f"[cvi-lab] {sentence}", flush=True)
+    print(f"[cvi-lab] store: {app['store'].path}", flush=True)
+    print(f"[cvi-lab] serving the API at http://{server['host']}:{port}/v2 (meeting pages under {url}/meet/)",
+          flush=True)
+    if ready:
+        ready(f"http://{'127.0.0.1' if server['host'] in ('0.0.0.0', '') else server['host']}:{port}")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            pass
+    try:
+        await stop.wait()
+    finally:
+        print("[cvi-lab] shutting down: ending live conversations", flush=True)
+        await runner.cleanup()
+    return 0
+
+
+def run_server(cfg: Any) -> int:
+    """Blocking entry point of `cvi-lab serve`."""
+    return asyncio.run(serve(cfg))

@@ -1,0 +1,55 @@
+"""/v2/conversations: create (starts the call), get, list, end, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cvi_lab.api.errors import parse_body
+from cvi_lab.api.routes import PAGING, Query, Route, paging, query_bool, query_choice
+from cvi_lab.calls.manager import ConversationManager
+from cvi_lab.domain.conversation import Conversation, ConversationCreate, ConversationCreated, ShutdownReason
+
+
+def _manager(request: web.Request) -> ConversationManager:
+    return request.app["manager"]
+
+
+async def create(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    req = await parse_body(request, ConversationCreate, manager.validation_context())
+    return web.json_response(await manager.create(req))
+
+
+async def get(request: web.Request) -> web.Response:
+    verbose = query_bool(request, "verbose")
+    return web.json_response(_manager(request).get(request.match_info["conversation_id"], verbose=verbose))
+
+
+async def list_(request: web.Request) -> web.Response:
+    limit, page = paging(request)
+    status = query_choice(request, "status", ("active", "ended"))
+    return web.json_response(_manager(request).list(limit, page, status))
+
+
+async def end(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    return web.json_response(await manager.end(request.match_info["conversation_id"], ShutdownReason.END_ENDPOINT))
+
+
+async def delete(request: web.Request) -> web.Response:
+    await _manager(request).delete(request.match_info["conversation_id"])
+    return web.Response(status=204)
+
+
+ROUTES = [
+    Route("POST", "/v2/conversations", create, "Create a conversation (starts the call at once)", "conversations",
+          request=ConversationCreate, response=ConversationCreated),
+    Route("GET", "/v2/conversations", list_, "List conversations", "conversations", response=Conversation,
+          list_of=True, query=[*PAGING, Query("status", "string", "filter by status", None, ("active", "ended"))]),
+    Route("GET", "/v2/conversations/{conversation_id}", get, "Get a conversation", "conversations",
+          response=Conversation, query=[Query("verbose", "boolean", "include events", False)]),
+    Route("POST", "/v2/conversations/{conversation_id}/end", end, "End a conversation (idempotent)",
+          "conversations", response=Conversation),
+    Route("DELETE", "/v2/conversations/{conversation_id}", delete, "Delete a conversation", "conversations",
+          status=204),
+]

@@ -1,0 +1,1 @@
+"""Conversation lifecycle: rooms and presence, timers, concurrency, usage, webhooks, replica builds."""

@@ -1,0 +1,338 @@
+"""The conversation manager: creates calls (room + replica + timers + usage), ends them, keeps the ledger.
+
+Creating a conversation starts the call at once (SPEC §1): a room opens, the replica joins and waits,
+the three timers and the usage clock run, and a concurrency spot is taken until the end. Every timer uses
+the injected clock. State that must survive a crash (records, events, usage heartbeats, deliveries) goes
+to the store as it happens; `start()` resolves conversations a killed server left active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any, Coroutine, Mapping
+
+from cvi_lab.calls.call import Call, RuntimeFactory
+from cvi_lab.calls.replicas import ReplicaService
+from cvi_lab.calls.room import PresenceEvent, Room
+from cvi_lab.calls.settings import server_settings
+from cvi_lab.calls.webhooks import WebhookDeliverer
+from cvi_lab.clock import Clock, TimerHandle
+from cvi_lab.domain.conversation import (
+    Conversation, ConversationCreate, ConversationCreated, ShutdownReason, system_message,
+)
+from cvi_lab.domain.errors import InvalidInput, LimitReached, NotFound, Unavailable
+from cvi_lab.domain.ids import CONVERSATION, new_id
+from cvi_lab.domain.languages import LanguageTable, UnsupportedLanguageError
+from cvi_lab.domain.resolution import resolve_persona_replica
+from cvi_lab.store import Store
+
+CONCURRENCY_MESSAGE = "User has reached maximum concurrent conversations"
+
+
+class ConversationManager:
+    log = logging.getLogger(__name__)
+
+    def __init__(
+        self, store: Store, cfg: Any, *, clock: Clock, webhooks: WebhookDeliverer, replicas: ReplicaService,
+        base_url: str,
+    ) -> None:
+        self.store = store
+        self.cfg = cfg  # the full composed config, handed to runtime factories
+        settings = server_settings(cfg)
+        server: Mapping[str, Any] = settings["server"]
+        self.clock = clock
+        self.webhooks = webhooks
+        self.replicas = replicas
+        self.base_url = base_url.rstrip("/")
+        self.languages = LanguageTable(settings["languages"])
+        self.limits = dict(server["limits"])
+        self.max_concurrent = int(self.limits["max_concurrent_conversations"])
+        usage = server.get("usage") or {}
+        self.heartbeat_s = float(usage.get("heartbeat_s", 2.0))
+        self.runtime_stop_timeout_s = float(server.get("runtime_stop_timeout_s", 10.0))
+        self.live: dict[str, Call] = {}
+        self._factories: list[RuntimeFactory] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._heartbeat: TimerHandle | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ wiring
+    def add_runtime_factory(self, factory: RuntimeFactory) -> None:
+        """`factory(call, room, cfg)` -> object with async start()/stop(reason); see calls/call.py."""
+        self._factories.append(factory)
+
+    def validation_context(self) -> dict[str, Any]:
+        return {"limits": self.limits}
+
+    def spawn(self, coro: Coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def room(self, conversation_id: str) -> Room | None:
+        call = self.live.get(conversation_id)
+        return call.room if call else None
+
+    def call(self, conversation_id: str) -> Call | None:
+        return self.live.get(conversation_id)
+
+    def endpoint_for(self, conversation_id: str) -> Any | None:
+        """The transport's `CallEndpoint` for a live call, when a runtime provides one."""
+        call = self.live.get(conversation_id)
+        for runtime in call.runtimes if call else ():
+            endpoint = getattr(runtime, "endpoint", None)
+            if endpoint is not None:
+                return endpoint
+        return None
+
+    def authorize(self, conversation_id: str, meeting_token: str | None) -> str | None:
+        """None if someone may join the meeting now; else why not (unknown, ended, token, full)."""
+        call = self.live.get(conversation_id)
+        if call is None:
+            record = self.store.get_conversation(conversation_id)
+            return "unknown conversation" if record is None else "the conversation has ended"
+        if call.record["require_auth"]:
+            if not meeting_token or not secrets.compare_digest(meeting_token, call.record["meeting_token"] or ""):
+                return "a valid meeting_token is required"
+            if call.elapsed() > call.properties["participant_absent_timeout"]:
+                return "the meeting_token has expired"
+        return call.room.can_join()
+
+    # ------------------------------------------------------------ lifecycle of the manager
+    async def start(self) -> list[str]:
+        """Resolve conversations a previous (killed) run left active; resume pending webhooks; start heartbeats."""
+        orphans = self.resolve_orphans()
+        self.webhooks.resume_pending()
+        self._schedule_heartbeat()
+        return orphans
+
+    def resolve_orphans(self) -> list[str]:
+        orphans = []
+        while True:
+            rows, _ = self.store.list_conversations(limit=100, page=1, status="active")
+            rows = [r for r in rows if r["conversation_id"] not in self.live]
+            if not rows:
+                return orphans
+            for row in rows:
+                cid = row["conversation_id"]
+                self.store.end_usage(cid)  # usage up to the last persisted heartbeat
+                self._finish_record(row, ShutdownReason.SERVER_RESTART)
+                orphans.append(cid)
+                self.log.warning("conversation %s was left active by a previous run: ended (%s)", cid,
+                                 ShutdownReason.SERVER_RESTART)
+
+    async def close(self) -> None:
+        """Graceful stop: end live calls (reason server_shutdown), stop heartbeats."""
+        self._closed = True
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        await asyncio.gather(*(self.end(cid, ShutdownReason.SERVER_SHUTDOWN) for cid in list(self.live)),
+                             return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _schedule_heartbeat(self) -> None:
+        if not self._closed and self.heartbeat_s > 0:
+            self._heartbeat = self.clock.call_later(self.heartbeat_s, self._beat)
+
+    def _beat(self) -> None:
+        for cid, call in list(self.live.items()):
+            if not call.ending:
+                self.store.heartbeat_usage(cid, call.elapsed())
+        self._schedule_heartbeat()
+
+    # ------------------------------------------------------------ create
+    async def create(self, req: ConversationCreate) -> dict[str, Any]:
+        try:
+            language = self.languages.resolve(req.properties.language)
+        except UnsupportedLanguageError as exc:
+            raise InvalidInput(str(exc), field="properties.language") from None
+        persona, replica = resolve_persona_replica(
+            req.persona_id, req.replica_id, self.store.get_persona, self.store.get_replica
+        )
+        cid = new_id(CONVERSATION)
+        token = secrets.token_urlsafe(16) if req.require_auth else None
+        url = f"{self.base_url}/meet/{cid}" + (f"?t={token}" if token else "")
+        fields = {
+            "conversation_name": req.conversation_name or f"Conversation {cid}",
+            "status": "ended" if req.test_mode else "active",
+            "conversation_url": url, "replica_id": replica["replica_id"], "persona_id": persona["persona_id"],
+            "callback_url": req.callback_url, "conversational_context": req.conversational_context,
+            "custom_greeting": req.custom_greeting, "test_mode": req.test_mode, "require_auth": req.require_auth,
+            "meeting_token": token, "max_participants": req.max_participants,
+            "properties": req.properties.model_dump(),
+        }
+        if req.test_mode:  # the record only: no room, no replica, no usage, no spot
+            record = self.store.insert_conversation(cid, fields)
+            return self._created(record)
+        # Take a concurrency spot before the first await, so parallel creates cannot overshoot.
+        if self._closed:
+            raise Unavailable("the server is shutting down")
+        if len(self.live) >= self.max_concurrent:
+            raise LimitReached(f"{CONCURRENCY_MESSAGE} ({self.max_concurrent}); end one to start another")
+        record = self.store.insert_conversation(cid, fields)
+        call = Call(
+            conversation_id=cid, record=record, persona=persona, replica=replica,
+            system_message=system_message(persona, req.conversational_context), language=language,
+            room=Room(cid, req.max_participants), started_mono=self.clock.monotonic(), manager=self,
+        )
+        self.live[cid] = call
+        self.store.start_usage(cid)
+        props = req.properties
+        call.timers["absent"] = self.clock.call_later(
+            props.participant_absent_timeout, lambda: self._timeout(cid, ShutdownReason.PARTICIPANT_ABSENT))
+        call.timers["max"] = self.clock.call_later(
+            props.max_call_duration, lambda: self._timeout(cid, ShutdownReason.MAX_CALL_DURATION))
+        call.room.subscribe(lambda ev: self._on_presence(call, ev))
+        try:
+            for factory in self._factories:
+                call.runtimes.append(factory(call, call.room, self.cfg))
+            for runtime in call.runtimes:
+                await runtime.start()
+        except Exception as exc:
+            self.log.exception("conversation %s failed to start", cid)
+            await self.end(cid, ShutdownReason.STARTUP_FAILED)
+            raise Unavailable(f"conversation {cid} could not start: {type(exc).__name__}: {exc}") from None
+        if not call.ending:
+            call.room.join(replica["replica_id"], kind="replica")
+        return self._created(self.store.get_conversation(cid) or record)
+
+    def _created(self, record: dict[str, Any]) -> dict[str, Any]:
+        return ConversationCreated.model_validate(record).model_dump()
+
+    # ------------------------------------------------------------ presence and timers
+    def _on_presence(self, call: Call, ev: PresenceEvent) -> None:
+        cid = call.conversation_id
+        if ev.kind == "room_closed":
+            return
+        if ev.participant_kind == "replica":
+            if ev.kind == "participant_joined":
+                props = {"replica_id": ev.participant_id}
+                self.store.add_event(cid, "system.replica_joined", props)
+                self.webhooks.send(cid, call.record["callback_url"], "system.replica_joined", props)
+            return
+        if call.ending:
+            return
+        props = {"participant_id": ev.participant_id, "kind": ev.participant_kind}
+        if ev.kind == "participant_joined":
+            for name in ("absent", "left"):
+                timer = call.timers.pop(name, None)
+                if timer:
+                    timer.cancel()
+            self.store.add_event(cid, "system.participant_joined", props)
+            call.notify("on_participant_joined", ev.participant_id, ev.participant_kind)
+        else:
+            self.store.add_event(cid, "system.participant_left", {**props, "reason": ev.reason})
+            call.notify("on_participant_left", ev.participant_id, ev.participant_kind, ev.reason)
+            if ev.participants == 0:
+                delay = call.properties["participant_left_timeout"]
+                if delay <= 0:
+                    self._timeout(cid, ShutdownReason.PARTICIPANT_LEFT)
+                else:
+                    call.timers["left"] = self.clock.call_later(
+                        delay, lambda: self._timeout(cid, ShutdownReason.PARTICIPANT_LEFT))
+
+    def _timeout(self, cid: str, reason: str) -> None:
+        call = self.live.get(cid)
+        if call is not None and not call.ending:
+            self.spawn(self.end(cid, reason))
+
+    async def participant_joined(self, conversation_id: str, participant_id: str, kind: str = "participant") -> None:
+        """Async convenience for the transport: join the room of a live call (raises RoomError if refused)."""
+        room = self.room(conversation_id)
+        if room is None:
+            raise NotFound(f"conversation_id {conversation_id!r} is not live")
+        room.join(participant_id, kind)  # type: ignore[arg-type]
+
+    async def participant_left(self, conversation_id: str, participant_id: str, reason: str = "left") -> None:
+        room = self.room(conversation_id)
+        if room is not None:
+            room.leave(participant_id, reason)
+
+    # ------------------------------------------------------------ end, delete
+    async def end(self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT) -> dict[str, Any]:
+        """Ends a live call (idempotent: an ended one is returned as is)."""
+        call = self.live.get(conversation_id)
+        if call is None:
+            return self.get(conversation_id)
+        if call.ending:
+            await call.ended.wait()
+            return self.get(conversation_id)
+        call.ending = True
+        try:
+            for timer in call.timers.values():
+                timer.cancel()
+            self.store.end_usage(conversation_id, call.elapsed())
+            for runtime in call.runtimes:
+                try:
+                    await asyncio.wait_for(runtime.stop(reason), self.runtime_stop_timeout_s)
+                except Exception:
+                    self.log.exception("runtime %s did not stop cleanly", type(runtime).__name__)
+            call.room.close(reason)
+        finally:
+            call.stop_notifications()
+            self.live.pop(conversation_id, None)  # frees the concurrency spot
+            record = self.store.get_conversation(conversation_id)
+            if record is not None:
+                self._finish_record(record, reason)
+            call.ended.set()
+        return self.get(conversation_id)
+
+    def _finish_record(self, record: dict[str, Any], reason: str) -> None:
+        cid = record["conversation_id"]
+        self.store.update_conversation(cid, status="ended", shutdown_reason=reason, ended_at=self.store.now())
+        props = {"replica_id": record["replica_id"], "shutdown_reason": reason}
+        self.store.add_event(cid, "system.shutdown", props)
+        url = record.get("callback_url")
+        self.webhooks.send(cid, url, "system.shutdown", props)
+        self.webhooks.send(cid, url, "application.transcription_ready", {
+            "replica_id": record["replica_id"], "transcript": self.transcript(cid),
+        })
+
+    async def delete(self, conversation_id: str) -> None:
+        if conversation_id in self.live:
+            await self.end(conversation_id, ShutdownReason.DELETED)
+        if not self.store.delete_conversation(conversation_id):
+            raise NotFound(f"conversation_id {conversation_id!r} not found", field="conversation_id")
+
+    # ------------------------------------------------------------ reads
+    def get(self, conversation_id: str, verbose: bool = False) -> dict[str, Any]:
+        record = self.store.get_conversation(conversation_id)
+        if record is None:
+            raise NotFound(f"conversation_id {conversation_id!r} not found", field="conversation_id")
+        return self._public(record, verbose)
+
+    def list(self, limit: int, page: int, status: str | None) -> dict[str, Any]:
+        rows, total = self.store.list_conversations(limit=limit, page=page, status=status)
+        return {"data": [self._public(r, False) for r in rows], "total_count": total}
+
+    def _public(self, record: dict[str, Any], verbose: bool) -> dict[str, Any]:
+        call = self.live.get(record["conversation_id"])
+        if call is not None and not call.ending:
+            record["usage_seconds"] = call.elapsed()
+        record["usage_seconds"] = round(float(record.get("usage_seconds") or 0.0), 3)
+        if verbose:
+            record["events"] = self.store.events(record["conversation_id"])
+        return Conversation.model_validate(record).model_dump(exclude={"events"} if not verbose else set())
+
+    def transcript(self, conversation_id: str) -> list[dict[str, str]]:
+        """[{role, content}] with the system message first (the shape of application.transcription_ready)."""
+        record = self.store.get_conversation(conversation_id)
+        out: list[dict[str, str]] = []
+        if record is not None:
+            persona = self.store.get_persona(record["persona_id"]) or {}
+            call = self.live.get(conversation_id)
+            system = call.system_message if call else system_message(persona, record.get("conversational_context"))
+            out.append({"role": "system", "content": system})
+        for ev in self.store.events(conversation_id):
+            if ev["event_type"] != "conversation.utterance":
+                continue
+            role = ev["properties"].get("role")
+            speech = ev["properties"].get("speech", "")
+            out.append({"role": "assistant" if role in ("replica", "assistant") else "user", "content": speech})
+        return out

@@ -1,0 +1,130 @@
+"""Conversation: the request that starts a call, the stored record, shutdown reasons and the LLM system message.
+
+SPEC §1. Defaults are the hosted API's; upper bounds on timeouts come from `server.limits` (validation context).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text, limit
+
+DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
+
+ConversationStatus = Literal["active", "ended"]
+
+
+class ShutdownReason:
+    """`shutdown_reason` strings: the hosted API's wording, then our own."""
+
+    MAX_CALL_DURATION = "max_call_duration reached"
+    PARTICIPANT_LEFT = "participant_left_timeout reached"
+    PARTICIPANT_ABSENT = "participant_absent_timeout reached"
+    END_ENDPOINT = "end_conversation_endpoint_hit"
+    SERVER_RESTART = "server_restart"
+    SERVER_SHUTDOWN = "server_shutdown"
+    DELETED = "conversation_deleted"
+    STARTUP_FAILED = "exception_encountered_during_conversation_startup"
+    RUNTIME_ERROR = "exception_encountered_during_conversation"
+
+
+class ConversationProperties(RequestModel):
+    max_call_duration: int = Field(3600, gt=0)
+    participant_left_timeout: int = Field(0, ge=0)
+    participant_absent_timeout: int = Field(300, gt=0)
+    language: Name = "english"
+    apply_greenscreen: bool = False
+    enable_recording: bool = False
+    enable_closed_captions: bool = False
+
+    @field_validator("max_call_duration")
+    @classmethod
+    def _duration_cap(cls, value: int, info: ValidationInfo) -> int:
+        cap = limit(info, "max_call_duration_s")
+        if value > cap:
+            raise ValueError(f"{value} s is more than the {cap} s accepted (seconds, 1..{cap})")
+        return value
+
+    @field_validator("participant_left_timeout", "participant_absent_timeout")
+    @classmethod
+    def _timeout_cap(cls, value: int, info: ValidationInfo) -> int:
+        cap = limit(info, "max_timeout_s")
+        if value > cap:
+            raise ValueError(f"{value} s is more than the {cap} s accepted")
+        return value
+
+
+class ConversationCreate(RequestModel):
+    """POST /v2/conversations body."""
+
+    replica_id: Name | None = None
+    persona_id: Name | None = None
+    callback_url: HttpUrl | None = None
+    conversation_name: Name | None = None
+    conversational_context: Text | None = None
+    custom_greeting: Text = DEFAULT_GREETING
+    test_mode: bool = False
+    require_auth: bool = False
+    max_participants: int | None = Field(None, ge=2)
+    properties: ConversationProperties = Field(default_factory=ConversationProperties)
+
+    @field_validator("max_participants")
+    @classmethod
+    def _participants_cap(cls, value: int | None, info: ValidationInfo) -> int | None:
+        cap = limit(info, "max_participants")
+        if value is not None and value > cap:
+            raise ValueError(f"{value} is more than the {cap} accepted (2..{cap}, the replica counts as one)")
+        return value
+
+
+class ConversationEvent(BaseModel):
+    event_type: str
+    message_type: str
+    timestamp: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Conversation(BaseModel):
+    """A stored conversation as GET returns it (`events` only with verbose=true)."""
+
+    conversation_id: str
+    conversation_name: str
+    status: ConversationStatus
+    conversation_url: str
+    replica_id: str
+    persona_id: str
+    callback_url: str | None = None
+    conversational_context: str | None = None
+    custom_greeting: str = DEFAULT_GREETING
+    test_mode: bool = False
+    require_auth: bool = False
+    max_participants: int | None = None
+    properties: ConversationProperties
+    shutdown_reason: str | None = None
+    usage_seconds: float = 0.0
+    created_at: str
+    updated_at: str
+    ended_at: str | None = None
+    events: list[ConversationEvent] | None = None
+
+
+class ConversationCreated(BaseModel):
+    """POST /v2/conversations response (the hosted fields, plus `meeting_token` with require_auth)."""
+
+    conversation_id: str
+    conversation_name: str
+    status: ConversationStatus
+    conversation_url: str
+    replica_id: str
+    persona_id: str
+    callback_url: str | None = None
+    created_at: str
+    meeting_token: str | None = None
+
+
+def system_message(persona: dict[str, Any], conversational_context: str | None) -> str:
+    """The LLM system message: persona system prompt, then persona context, then the per-call context."""
+    parts = [persona.get("system_prompt"), persona.get("context"), conversational_context]
+    return "\n\n".join(p.strip() for p in parts if p and p.strip())

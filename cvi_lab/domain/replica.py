@@ -1,0 +1,47 @@
+"""Replica: the face (and voice) that is rendered, built offline from a video or image. SPEC §2."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text
+
+ReplicaStatus = Literal["started", "completed", "error"]
+
+BUILTIN_SOURCE = "builtin:astronaut"
+
+
+class ReplicaCreate(RequestModel):
+    replica_name: Name | None = None
+    train_video_url: Text  # a local path, file:// URL or http(s) URL of a face video or image
+    callback_url: HttpUrl | None = None
+
+
+class Replica(BaseModel):
+    replica_id: str
+    replica_name: str | None = None
+    status: ReplicaStatus
+    training_progress: str = "0/100"
+    error_message: str | None = None
+    train_video_url: str | None = None
+    callback_url: str | None = None
+    created_at: str
+    updated_at: str
+
+
+def progress_text(percent: int) -> str:
+    return f"{max(0, min(100, int(percent)))}/100"
+
+
+DEFAULT_REPLICA = {
+    "replica_id": DEFAULT_REPLICA_ID,
+    "replica_name": "Astronaut (default)",
+    "status": "completed",
+    "training_progress": "100/100",
+    "error_message": None,
+    "train_video_url": BUILTIN_SOURCE,
+    "callback_url": None,
+}

@@ -1,0 +1,50 @@
+"""Which persona and which replica a new conversation uses (SPEC §1 resolution rules)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from cvi_lab.domain.errors import InvalidInput, NotFound
+from cvi_lab.domain.ids import DEFAULT_PERSONA_ID
+
+Lookup = Callable[[str], "dict[str, Any] | None"]
+
+
+def resolve_persona_replica(
+    persona_id: str | None,
+    replica_id: str | None,
+    get_persona: Lookup,
+    get_replica: Lookup,
+    default_persona_id: str = DEFAULT_PERSONA_ID,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """replica only -> default persona; persona only -> its default replica; both -> the given replica wins."""
+    if not persona_id and not replica_id:
+        raise InvalidInput("persona_id or replica_id is required (give at least one)", field="persona_id")
+    if persona_id:
+        persona = get_persona(persona_id)
+        if persona is None:
+            raise NotFound(f"persona_id {persona_id!r} not found", field="persona_id")
+    else:
+        persona = get_persona(default_persona_id)
+        if persona is None:
+            raise NotFound(f"the default persona {default_persona_id!r} is missing; give a persona_id", field="persona_id")
+    if not replica_id:
+        replica_id = persona.get("default_replica_id")
+        if not replica_id:
+            raise InvalidInput(
+                f"persona {persona['persona_id']!r} has no default_replica_id; give a replica_id", field="replica_id"
+            )
+        field = "persona.default_replica_id"
+    else:
+        field = "replica_id"
+    replica = get_replica(replica_id)
+    if replica is None:
+        raise NotFound(f"replica_id {replica_id!r} not found", field=field)
+    if replica.get("status") != "completed":
+        detail = f": {replica['error_message']}" if replica.get("error_message") else ""
+        raise InvalidInput(
+            f"replica {replica_id!r} is not ready (status {replica.get('status')!r}{detail}); "
+            "a replica with status 'completed' is accepted",
+            field=field,
+        )
+    return persona, replica
