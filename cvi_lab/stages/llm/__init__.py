@@ -1,0 +1,1 @@
+"""LLM backends: `hf_causal` (local transformers model, default SmolLM2 GGUF) and `openai_compatible` (HTTP)."""
