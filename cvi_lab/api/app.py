@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import signal
 import sys
+import warnings
 from typing import Any, Callable, Iterable
 
 from aiohttp import web
@@ -100,15 +101,16 @@ def create_app(
     replica_service = ReplicaService(store, server, webhooks, clock)
     manager = ConversationManager(store, cfg, clock=clock, webhooks=webhooks, replicas=replica_service,
                                   base_url=base_url(server))
-    app.update(cfg=settings, settings=settings, full_cfg=cfg, clock=clock, store=store, webhooks=webhooks,
-               replicas=replica_service, manager=manager, internal_errors=0)
+    spec = build_openapi(ROUTES)
+    with warnings.catch_warnings():  # later layers reach the services by plain string keys: keep that simple
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app.update(cfg=settings, settings=settings, full_cfg=cfg, clock=clock, store=store, webhooks=webhooks,
+                   replicas=replica_service, manager=manager, stats={"internal_errors": 0}, openapi=spec)
     for factory in [*(load_object(p) for p in server.get("runtimes") or []), *runtime_factories]:
         manager.add_runtime_factory(factory)
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
-    spec = build_openapi(ROUTES)
-    app["openapi"] = spec
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(spec)

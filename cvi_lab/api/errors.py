@@ -1,7 +1,7 @@
 """Error mapping: every failure leaves as JSON `{"error", "message"}` with the right status, never a traceback.
 
 Bad input is turned into 4xx by the request parsing (`parse_body`, `format_validation_error`); the last-resort
-branch of the middleware (500) exists for bugs only, and counts them in `app["internal_errors"]` so tests can
+branch of the middleware (500) exists for bugs only, and counts them in `app["stats"]["internal_errors"]` so tests can
 show that bad input never reaches it.
 """
 
@@ -127,6 +127,6 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             return error_response(405, f"method {request.method} is not allowed on {request.path}; allowed: {allowed}")
         return error_response(exc.status, exc.text or exc.reason)
     except Exception:
-        request.app["internal_errors"] += 1
+        request.app["stats"]["internal_errors"] += 1
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response(500, "internal error; the server log has the details")

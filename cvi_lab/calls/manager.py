@@ -72,6 +72,11 @@ class ConversationManager:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def drain(self) -> None:
+        """Wait until background work the manager spawned (timer-driven ends) has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def room(self, conversation_id: str) -> Room | None:
         call = self.live.get(conversation_id)
         return call.room if call else None
@@ -240,7 +245,7 @@ class ConversationManager:
     def _timeout(self, cid: str, reason: str) -> None:
         call = self.live.get(cid)
         if call is not None and not call.ending:
-            self.spawn(self.end(cid, reason))
+            self.spawn(self.end(cid, reason, at=self.clock.monotonic()))
 
     async def participant_joined(self, conversation_id: str, participant_id: str, kind: str = "participant") -> None:
         """Async convenience for the transport: join the room of a live call (raises RoomError if refused)."""
@@ -255,8 +260,11 @@ class ConversationManager:
             room.leave(participant_id, reason)
 
     # ------------------------------------------------------------ end, delete
-    async def end(self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT) -> dict[str, Any]:
-        """Ends a live call (idempotent: an ended one is returned as is)."""
+    async def end(
+        self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT, *, at: float | None = None
+    ) -> dict[str, Any]:
+        """Ends a live call (idempotent: an ended one is returned as is). `at`: monotonic time the end was
+        decided (a timer's due time), so usage does not include the time the end task waited to run."""
         call = self.live.get(conversation_id)
         if call is None:
             return self.get(conversation_id)
@@ -267,7 +275,8 @@ class ConversationManager:
         try:
             for timer in call.timers.values():
                 timer.cancel()
-            self.store.end_usage(conversation_id, call.elapsed())
+            seconds = (at if at is not None else self.clock.monotonic()) - call.started_mono
+            self.store.end_usage(conversation_id, seconds)
             for runtime in call.runtimes:
                 try:
                     await asyncio.wait_for(runtime.stop(reason), self.runtime_stop_timeout_s)

@@ -1,0 +1,26 @@
+"""Composed test configs: the real conf/serve.yaml (stage groups left out) with a private home per test."""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+from typing import Any
+
+from omegaconf import OmegaConf
+
+STANDIN_BUILDER = "tests.helpers.standin_builder.build_replica"
+
+
+@functools.lru_cache(maxsize=1)
+def _base() -> Any:
+    from cvi_lab.cli import STAGE_GROUPS, compose_config
+
+    return compose_config([f"~{g}" for g in STAGE_GROUPS])
+
+
+def make_cfg(home: pathlib.Path, **server: Any) -> Any:
+    """conf/serve.yaml with server.home=home, the stand-in builder, and `server` keys merged (dotted keys ok)."""
+    cfg = OmegaConf.merge(_base(), {"server": {"home": str(home), "replica_builder": STANDIN_BUILDER}})
+    for key, value in server.items():
+        OmegaConf.update(cfg, f"server.{key}", value, merge=True)
+    return cfg
