@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar", "languages", "experiment")
+STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar", "languages", "server", "experiment")
 log = logging.getLogger("cvi_lab.lab")
 
 _FAILED: list[str] = []  # errors of runs in this process (single run or sequential sweep)
@@ -36,7 +36,7 @@ def check_overrides(argv: Sequence[str]) -> str | None:
     """A clear message for an unknown config group or value (Hydra's own says less), else None."""
     from omegaconf import OmegaConf
 
-    top = set(OmegaConf.load(CONF_DIR / "lab.yaml").keys()) - {"defaults"}
+    top = set(OmegaConf.load(CONF_DIR / "lab.yaml").keys()) - {"defaults", "hydra"}
     groups = [g for g in STAGE_GROUPS if (CONF_DIR / g).is_dir()]
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -48,7 +48,7 @@ def check_overrides(argv: Sequence[str]) -> str | None:
             options = group_options(key)
             values = [v.strip() for v in value.strip().strip("[]").split(",")] if value else []
             for v in values:
-                if v not in options and v not in ("null",) and not v.startswith(("range(", "choice(", "glob(")):
+                if v not in options and not v.startswith(("range(", "choice(", "glob(")):
                     return f"unknown {key} choice {v!r}; available in conf/{key}/: {', '.join(options) or 'none'}"
         elif key not in top:
             return (f"unknown config group or key {key!r}; groups: {', '.join(groups)}; "

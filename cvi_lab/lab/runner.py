@@ -1,0 +1,131 @@
+"""Drive scripted participants through calls and collect what happened, in two modes.
+
+- offline: the engine's offline driver (`cvi_lab/engine/offline.py`) is fed the participant audio directly,
+  faster than real time; latency comes from the engine's own per-turn records.
+- live: the API server runs in-process on a free loopback port and `ParticipantClient` joins each call over
+  real WebRTC, speaking in real time; latency is measured at the participant (last voiced 10 ms sent → first
+  voiced 10 ms received), as SPEC §4 defines it.
+
+Both return the same `RunResult`, so metrics, MLflow logging and plots do not care which mode ran. Quality
+checks that need models of their own (TTS intelligibility, lip-sync) run after the calls, off the latency path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset
+from cvi_lab.lab.metrics import TurnResult
+
+log = logging.getLogger("cvi_lab.lab")
+
+
+class ModeUnavailable(NotImplementedError):
+    """A mode's building blocks (engine offline driver, server wiring) are not installed."""
+
+
+@dataclass
+class RunResult:
+    turns: list[TurnResult] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    extra_metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: list[Path] = field(default_factory=list)
+    # (script, turn) -> (float32 pcm, rate): the replica's audio for that turn (intelligibility)
+    replica_audio: dict[tuple[str, int], tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
+    # (images, audio per frame, fps) per call with collected frames (lip-sync)
+    frames: list[tuple[list[np.ndarray], list[np.ndarray], float]] = field(default_factory=list, repr=False)
+
+
+def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
+    """Run every script of `data` as one call each, then the post-call quality checks."""
+    if cfg.mode == "offline":
+        from cvi_lab.lab import offline_mode as mode
+    elif cfg.mode == "live":
+        from cvi_lab.lab import live_mode as mode
+    else:  # pragma: no cover - checked by the app
+        raise ValueError(f"mode={cfg.mode!r}; use offline or live")
+    result = asyncio.run(mode.run(cfg, data, out_dir))
+    if cfg.metrics.intelligibility:
+        asyncio.run(add_intelligibility(cfg, result))
+    if cfg.metrics.lipsync:
+        add_lipsync(result)
+    return result
+
+
+def participant_audio(cfg: Any, data: Dataset, utt) -> np.ndarray:
+    """The utterance with the configured lead and trail silence, float32 16 kHz."""
+    lead = np.zeros(int(float(cfg.participant.lead_silence_s) * SAMPLE_RATE), np.float32)
+    trail = np.zeros(int(float(cfg.participant.trail_silence_s) * SAMPLE_RATE), np.float32)
+    return np.concatenate([lead, data.audio(utt), trail])
+
+
+def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
+    """Persona layers that pin the swept ASR/TTS choice: the engine's language route would otherwise pick
+    its own per-language ASR/TTS (conf/languages), silently ignoring `asr=...`/`tts=...` overrides."""
+    layers: dict[str, dict] = {}
+    if choices.get("asr"):
+        layers["stt"] = {"stt_engine": choices["asr"]}
+    if choices.get("tts"):
+        layers["tts"] = {"tts_engine": choices["tts"]}
+    return layers
+
+
+async def add_intelligibility(cfg: Any, result: RunResult) -> None:
+    """ASR of the replica's own audio (a fixed judge ASR, `metrics.intelligibility_asr`, so TTS numbers stay
+    comparable across ASR sweeps), WER against what the replica meant to say (done in metrics.aggregate)."""
+    todo = [t for t in result.turns if (t.script, t.turn) in result.replica_audio and (t.replica_spoken_text or t.replica_text)]
+    if not todo:
+        return
+    asr = await _judge_asr(cfg)
+    from cvi_lab.audio import resample
+    from tqdm import tqdm
+
+    for t in tqdm(todo, desc="intelligibility (ASR of replica audio)", unit="turn"):
+        pcm, rate = result.replica_audio[(t.script, t.turn)]
+        pcm16 = resample(pcm, rate, SAMPLE_RATE)
+        if len(pcm16) < SAMPLE_RATE // 10:
+            t.intelligibility_heard = ""
+            continue
+        lang = (getattr(asr, "languages", None) or ["en"])[0]
+        tr = await asr.transcribe(pcm16, SAMPLE_RATE, None if lang == "*" else "en")
+        t.intelligibility_heard = tr.text
+
+
+async def _judge_asr(cfg: Any):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from cvi_lab.lab.app import CONF_DIR
+
+    name = cfg.metrics.get("intelligibility_asr")
+    node = cfg.asr if not name else OmegaConf.load(CONF_DIR / "asr" / f"{name}.yaml")
+    asr = instantiate(node)
+    await asr.warmup()
+    return asr
+
+
+def add_lipsync(result: RunResult) -> None:
+    """Lip-sync offset per call with collected frames, from the frames and their audio only."""
+    from cvi_lab.metrics.lipsync import lipsync_report
+
+    offsets, corrs = [], []
+    for images, audio, fps in result.frames:
+        if len(images) < 3 * fps:
+            continue
+        try:
+            rep = lipsync_report(images, audio, fps)
+        except ValueError as exc:  # no face found, silent clip: not measurable, say so
+            log.warning("lip-sync not measurable: %s", exc)
+            continue
+        offsets.append(rep.offset_ms)
+        corrs.append(rep.peak_corr)
+    if offsets:
+        result.extra_metrics["lipsync_offset_mean_ms"] = float(np.mean(offsets))
+        result.extra_metrics["lipsync_offset_abs_max_ms"] = float(np.max(np.abs(offsets)))
+        result.extra_metrics["lipsync_peak_corr_mean"] = float(np.mean(corrs))
