@@ -177,7 +177,7 @@ class PortraitRenderer(StreamingAvatar):
         self.eyes = []
         for ex, ey, ew in eyes:
             cx, cy = P(ex, ey)
-            a, b = 0.36 * ew * self.k, 0.17 * ew * self.k
+            a, b = 0.39 * ew * self.k, 0.2 * ew * self.k
             x0, x1 = int(max(0, cx - a - 4)), int(min(self.width, cx + a + 5))
             y0, y1 = int(max(0, cy - 2.6 * b - 4)), int(min(self.height, cy + 1.6 * b + 5))
             if x1 - x0 < 4 or y1 - y0 < 4:
@@ -186,14 +186,26 @@ class PortraitRenderer(StreamingAvatar):
             gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
             u = (gx - cx) / a
             inside = np.clip(1 - u * u, 0, None)
-            top = cy - b * np.sqrt(inside)
+            top = cy - 1.25 * b * np.sqrt(inside)  # the upper lid's lash line sits above the eye opening
             bot = cy + b * np.sqrt(inside) * 0.8
             ell = ((np.abs(u) < 1) & (gy >= top - 1) & (gy <= bot + 1)).astype(np.uint8) * 255
             # the closed lid: the eye inpainted from the skin around it, slightly darkened (lid shadow)
             grow = cv2.dilate(ell, np.ones((3, 3), np.uint8))
-            lid = cv2.inpaint(roi, grow, 3, cv2.INPAINT_TELEA).astype(np.float32) * 0.93
+            filled = cv2.inpaint(roi, grow, 3, cv2.INPAINT_TELEA).astype(np.float32)
+            # inpainting pulls in lashes and eye corners (too dark): pull it toward the lid skin above the eye
+            band = (np.abs(u) < 0.8) & (gy > cy - 2.4 * b) & (gy < cy - 1.3 * b)
+            skin = np.median(roi[band].reshape(-1, 3), axis=0).astype(np.float32) if band.sum() > 8 else filled.mean((0, 1))
+            shade = (1.0 - 0.08 * np.clip((gy - (cy - b)) / (1.8 * b), 0, 1))[..., None]
+            lid = (0.3 * filled + 0.7 * skin) * shade
             self.eyes.append({"roi": (x0, y0, x1, y1), "top": top.astype(np.float32), "bot": bot.astype(np.float32),
-                              "u": u.astype(np.float32), "gy": gy, "lid": lid})
+                              "u": u.astype(np.float32), "gy": gy, "lid": lid, "a": a})
+
+    async def warmup(self) -> None:
+        """Render one throw-away frame (touches every code path) without advancing the stream."""
+        from cvi_lab.stages.base import run_blocking
+
+        await run_blocking(self.render_frame, 0, np.zeros(self.samples_in_frame(0), np.float32), FrameCue())
+        self.driver.reset()
 
     # ------------------------------------------------------------------ pieces
     def annotate(self, samples: np.ndarray, chunk: TTSChunk) -> list[Segment]:
@@ -252,11 +264,13 @@ class PortraitRenderer(StreamingAvatar):
             x0, y0, x1, y1 = e["roi"]
             top, bot, gy = e["top"], e["bot"], e["gy"]
             lid_y = top + amount * (bot - top)
-            inside = (np.abs(e["u"]) < 1.0) & (gy >= top - 1.0) & (gy <= lid_y + 1.0)
+            inside = (np.abs(e["u"]) < 1.0) & (gy >= top - 2.0) & (gy <= lid_y + 1.0)
             if not inside.any():
                 continue
             roi = img[y0:y1, x0:x1].astype(np.float32)
-            cover = np.clip(lid_y - gy + 0.5, 0, 1) * inside * np.clip((1 - np.abs(e["u"])) * 4, 0, 1)
+            # feathered 2 px at the outline so the lid blends into the skin around it
+            cover = np.clip(lid_y - gy + 0.5, 0, 1) * np.clip((gy - top + 2.0) / 2.0, 0, 1) * inside
+            cover *= np.clip((1 - np.abs(e["u"])) * e["a"] / 2.0, 0, 1)
             out = roi + (e["lid"] - roi) * cover[..., None]
             lash = np.clip(1.3 - np.abs(gy - lid_y), 0, 1) * inside * np.clip((1 - np.abs(e["u"])) * 3, 0, 1) * min(1.0, amount * 3)
             out *= (1.0 - 0.55 * lash)[..., None]

@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -551,13 +552,17 @@ def build_replica(
     return meta
 
 
+_DEFAULT_LOCK = threading.Lock()
+
+
 def default_replica_dir() -> pathlib.Path:
-    """The default (astronaut) replica, built under the asset cache on first use."""
+    """The default (astronaut) replica, built under the asset cache on first use (about a second)."""
     from cvi_lab.assets import cache_dir
 
     out = cache_dir() / "replicas" / "default"
-    if not is_complete(out):
-        build_replica(BUILTIN_ASTRONAUT, out)
+    with _DEFAULT_LOCK:  # two conversations starting at once build it once
+        if not is_complete(out):
+            build_replica(BUILTIN_ASTRONAUT, out)
     return out
 
 
