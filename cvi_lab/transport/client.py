@@ -33,7 +33,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from cvi_lab.audio import load_audio, resample, to_float32, to_int16, write_wav
+from cvi_lab.audio import to_float32, to_int16, write_wav
+from cvi_lab.transport.media import resample_int16
 from cvi_lab.transport.rtc import (
     DATA_CHANNEL_LABEL,
     DEFAULT_AUDIO_PREFETCH,
@@ -71,6 +72,17 @@ def _voiced_windows(pcm: np.ndarray, threshold: float) -> np.ndarray:
 
 def _db_to_amp(dbfs: float) -> float:
     return float(10 ** (dbfs / 20.0))
+
+
+def _read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """A soundfile-readable file as mono float32 at its own rate."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read audio file {path}: {exc}; accepted: WAV, FLAC, OGG") from exc
+    return data.mean(axis=1), int(rate)
 
 
 class MicrophoneTrack(MediaStreamTrack):
@@ -181,7 +193,7 @@ class Recording:
     def audio(self, rate: int = RATE) -> np.ndarray:
         """All received audio, float32 mono at `rate`."""
         pcm = np.concatenate(self.audio_chunks) if self.audio_chunks else np.zeros(0, np.int16)
-        return resample(pcm, RATE, rate) if rate != RATE else to_float32(pcm)
+        return to_float32(resample_int16(pcm, RATE, rate))
 
 
 class ParticipantClient:
@@ -238,7 +250,7 @@ class ParticipantClient:
         channel.on("message", self._on_message)
         channel.on("open", self._changed.set)
         pc.on("track", self._on_track)
-        pc.on("connectionstatechange", self._on_state)
+        pc.on("connectionstatechange", lambda: self._on_state(pc))
 
         await pc.setLocalDescription(await pc.createOffer())
         body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
@@ -266,8 +278,8 @@ class ParticipantClient:
         self.joined_at = time.monotonic()
         return self
 
-    def _on_state(self) -> None:
-        self.connection_states.append((time.monotonic(), self.pc.connectionState))
+    def _on_state(self, pc) -> None:
+        self.connection_states.append((time.monotonic(), pc.connectionState))
         self._changed.set()
 
     def _on_track(self, track) -> None:
@@ -336,15 +348,14 @@ class ParticipantClient:
 
         Returns the monotonic time its last sample was sent (or the future, with wait=False)."""
         if isinstance(source, (str, Path)):
-            pcm, rate = load_audio(source, None)
+            pcm, rate = _read_audio(source)
         else:
             if sample_rate is None:
                 raise ValueError("sample_rate is required when sending a PCM array")
             pcm, rate = np.asarray(source), int(sample_rate)
         if pcm.ndim != 1:
             raise ValueError(f"PCM must be mono (1-D), got shape {pcm.shape}")
-        pcm48 = resample(pcm, rate, RATE) if rate != RATE else to_float32(pcm)
-        fut = self.mic.play(pcm48)
+        fut = self.mic.play(resample_int16(pcm, rate, RATE))
         return await fut if wait else fut
 
     def send_interaction(self, message: dict | str) -> None:
@@ -370,7 +381,6 @@ class ParticipantClient:
         if self.pc is not None:
             pc, self.pc = self.pc, None
             await pc.close()
-            self.connection_states.append((time.monotonic(), "closed"))
         self.mic.stop()
 
     async def __aenter__(self) -> "ParticipantClient":

@@ -36,20 +36,33 @@ _VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
 
 class PcmResampler:
-    """Streaming mono int16 resampler (stateful, so consecutive chunks join without clicks)."""
+    """Streaming mono int16 resampler (stateful, so consecutive chunks join without clicks).
 
-    def __init__(self, dst_rate: int) -> None:
+    The filter holds back a few samples at the start; that many zeros are put in front of the first output,
+    so 20 ms in gives 20 ms out from the first chunk on. Why: frame boundaries stay aligned downstream
+    (a 20 ms packet fills exactly one 20 ms engine frame instead of waiting for the next packet)."""
+
+    def __init__(self, dst_rate: int, *, prime: bool = True) -> None:
         self.dst_rate = int(dst_rate)
         self._src_rate: int | None = None
         self._resampler: av.AudioResampler | None = None
+        self._primed = not prime
+        self._prime = prime
 
     def push_frame(self, frame: av.AudioFrame) -> np.ndarray:
         """Resample a decoded av.AudioFrame (any layout/format) to mono int16 at dst_rate."""
         if self._resampler is None or frame.sample_rate != self._src_rate:
             self._src_rate = frame.sample_rate
             self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.dst_rate)
+            self._primed = not self._prime
         out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out).astype(np.int16, copy=False) if out else np.zeros(0, np.int16)
+        pcm = np.concatenate(out).astype(np.int16, copy=False) if out else np.zeros(0, np.int16)
+        if not self._primed:
+            self._primed = True
+            expected = round(frame.samples * self.dst_rate / frame.sample_rate)
+            if len(pcm) < expected:
+                pcm = np.concatenate([np.zeros(expected - len(pcm), np.int16), pcm])
+        return pcm
 
     def push(self, pcm: np.ndarray, rate: int) -> np.ndarray:
         """Resample mono PCM (float32 in [-1, 1] or int16) at `rate` to mono int16 at dst_rate."""
@@ -61,6 +74,23 @@ class PcmResampler:
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr).reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = int(rate)
         return self.push_frame(frame)
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the filter (call once, at the end of a stream)."""
+        if self._resampler is None:
+            return np.zeros(0, np.int16)
+        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(None)]
+        self._resampler = None
+        return np.concatenate(out).astype(np.int16, copy=False) if out else np.zeros(0, np.int16)
+
+
+def resample_int16(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """Resample a whole mono clip with libswresample (fast, and no scipy import stalling the event loop)."""
+    if int(src_rate) == int(dst_rate):
+        return to_int16(np.asarray(pcm).reshape(-1)).copy()
+    r = PcmResampler(dst_rate, prime=False)
+    head = r.push(pcm, src_rate)
+    return np.concatenate([head, r.flush()])
 
 
 class InboundAudio:
@@ -126,15 +156,24 @@ class OutboundAudioTrack(MediaStreamTrack):
     for the next 20 ms slot, takes 960 samples, and pads with silence when the source is late, so RTP
     timestamps stay continuous. While audio is flowing and a slot finds the buffer short, it waits up to
     `underrun_wait_s` for the source before padding (hides frame-arrival jitter without adding latency).
-    `max_buffer_s` caps the queue: older audio is dropped so latency cannot grow without bound.
+    When the queue passes `max_buffer_s` (the source burst after a stall), the oldest audio is dropped down to
+    `target_buffer_s`: one audible skip instead of a permanent delay.
     """
 
     kind = "audio"
 
-    def __init__(self, *, underrun_wait_s: float = 0.015, max_buffer_s: float = 0.2, max_lag_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        underrun_wait_s: float = 0.015,
+        max_buffer_s: float = 0.2,
+        target_buffer_s: float = 0.04,
+        max_lag_s: float = 0.5,
+    ) -> None:
         super().__init__()
         self.underrun_wait_s = underrun_wait_s
         self.max_buffer_samples = int(max_buffer_s * RTP_AUDIO_RATE)
+        self.target_buffer_samples = min(self.max_buffer_samples, int(target_buffer_s * RTP_AUDIO_RATE))
         self.max_lag_s = max_lag_s
         self._buf = bytearray()  # int16 little-endian samples
         self._data = asyncio.Event()
@@ -147,6 +186,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self.silence_frames = 0
         self.underruns = 0
         self.dropped_samples = 0
+        self._last_drop_log = -1e9
 
     @property
     def started(self) -> bool:
@@ -162,12 +202,21 @@ class OutboundAudioTrack(MediaStreamTrack):
             return
         self._buf += np.ascontiguousarray(pcm48, dtype="<i2").tobytes()
         self.enqueued += len(pcm48)
-        excess = len(self._buf) // 2 - self.max_buffer_samples
-        if excess > 0:
+        if len(self._buf) // 2 > self.max_buffer_samples:
+            excess = len(self._buf) // 2 - self.target_buffer_samples
             del self._buf[: excess * 2]
             self.taken += excess
             self.dropped_samples += excess
-            log.warning("outbound audio buffer over %.0f ms: dropped %d samples", self.max_buffer_samples / 48, excess)
+            now = time.monotonic()
+            if now - self._last_drop_log > 5.0:
+                self._last_drop_log = now
+                log.warning(
+                    "outbound audio queue passed %.0f ms (source burst, or the sender stalled): dropped the oldest "
+                    "%.0f ms (%.0f ms in all so far)",
+                    self.max_buffer_samples / 48,
+                    excess / 48,
+                    self.dropped_samples / 48,
+                )
         self._data.set()
 
     async def wait_progress(self, index: int, timeout: float) -> bool:

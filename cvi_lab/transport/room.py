@@ -38,7 +38,8 @@ class PeerSettings:
     connect_timeout_s: float = 30.0  # an answered offer that never connects is dropped after this
     media_timeout_s: float | None = 10.0  # no mic audio this long after it flowed -> "disconnected" (None: off)
     underrun_wait_s: float = 0.015  # see OutboundAudioTrack
-    max_audio_buffer_s: float = 0.2
+    max_audio_buffer_s: float = 0.2  # see OutboundAudioTrack: past this the queue is cut to target_audio_buffer_s
+    target_audio_buffer_s: float = 0.04
     video_queue: int = 2
     av_sync_max_wait_s: float = 0.12
     outbox_size: int = 256  # events kept for a peer whose data channel is not open yet
@@ -53,7 +54,11 @@ class Peer:
         self.participant_id = participant_id
         self.pc = pc
         self.settings = settings
-        self.audio_out = OutboundAudioTrack(underrun_wait_s=settings.underrun_wait_s, max_buffer_s=settings.max_audio_buffer_s)
+        self.audio_out = OutboundAudioTrack(
+            underrun_wait_s=settings.underrun_wait_s,
+            max_buffer_s=settings.max_audio_buffer_s,
+            target_buffer_s=settings.target_audio_buffer_s,
+        )
         self.video_out = OutboundVideoTrack(
             self.audio_out, max_queue=settings.video_queue, av_sync_max_wait_s=settings.av_sync_max_wait_s
         )
@@ -213,13 +218,13 @@ class Peer:
             return
         self.closed = True
         self.room.forget(self)
+        self.audio_out.stop()  # media stops at once; only queued events still get a moment to leave
+        self.video_out.stop()
         if self.joined and not self.left and notify:
             self.left = True
             await self._call_endpoint("participant_left", reason)
         self.left = True
         await self._wait_flushed()
-        self.audio_out.stop()
-        self.video_out.stop()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:

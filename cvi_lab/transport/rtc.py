@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 DATA_CHANNEL_LABEL = "cvi"
 LEAVE_EVENT = "conversation.leave"
 
-# aiortc's audio receiver holds 4 packets (80 ms) before decoding the first; on loopback/LAN there is nothing
-# to reorder, so 1 packet (20 ms) is enough and every participant-to-engine hop gets 60 ms faster.
-DEFAULT_AUDIO_PREFETCH = 1
+# aiortc's audio receiver holds 4 packets (80 ms) before decoding the first. An Opus packet is a whole frame
+# and on loopback/LAN there is nothing to reorder, so by default each packet is decoded on arrival (0):
+# the participant-to-engine hop gets 80 ms faster. 1+ = aiortc's buffer with that many packets of prefetch.
+DEFAULT_AUDIO_PREFETCH = 0
 
 _loopback_patched = False
 
@@ -58,8 +59,30 @@ def new_peer_connection():
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
+def _immediate_jitter_buffer(capacity: int):
+    from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+
+    class ImmediateAudioBuffer(JitterBuffer):
+        """Hands each audio packet to the decoder as it arrives; a packet older than the last one is dropped."""
+
+        def __init__(self) -> None:
+            super().__init__(capacity=capacity)
+            self._last: int | None = None
+
+        def add(self, packet):  # -> (pli_flag, frame)
+            seq = packet.sequence_number
+            if self._last is not None:
+                ahead = (seq - self._last) & 0xFFFF
+                if ahead == 0 or ahead >= 0x8000:
+                    return False, None  # duplicate, or older than what was already decoded
+            self._last = seq
+            return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+    return ImmediateAudioBuffer()
+
+
 def set_audio_prefetch(pc: Any, prefetch: int | None) -> None:
-    """Shrink the audio jitter buffer of every audio receiver of `pc` (None = keep aiortc's default)."""
+    """Set the audio jitter buffer of every audio receiver of `pc` (see DEFAULT_AUDIO_PREFETCH; None = aiortc's)."""
     if prefetch is None:
         return
     from aiortc.jitterbuffer import JitterBuffer
@@ -73,7 +96,10 @@ def set_audio_prefetch(pc: Any, prefetch: int | None) -> None:
         if current is None:  # pragma: no cover - aiortc internals changed
             log.warning("aiortc has no %s; audio prefetch stays at its default", attr)
             return
-        setattr(receiver, attr, JitterBuffer(capacity=current.capacity, prefetch=max(0, int(prefetch))))
+        if int(prefetch) <= 0:
+            setattr(receiver, attr, _immediate_jitter_buffer(current.capacity))
+        else:
+            setattr(receiver, attr, JitterBuffer(capacity=current.capacity, prefetch=int(prefetch)))
 
 
 def prefer_codec(pc: Any, kind: str, mime: str | None) -> None:

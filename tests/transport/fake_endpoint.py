@@ -43,6 +43,8 @@ class EchoEndpoint:
         self.voiced_frames: dict[str, int] = collections.Counter()
         self.bad_frames = 0
         self.frames_out = 0
+        self.first_voiced_in: float | None = None  # monotonic time the first voiced participant frame arrived
+        self.first_voiced_out: float | None = None  # ... and the first frame carrying it back was yielded
         self._echo = collections.deque()
         self._sinks: list = []
         self._seq = 0
@@ -73,6 +75,8 @@ class EchoEndpoint:
         self.audio_frames[participant_id] += 1
         if np.sqrt(np.mean((pcm.astype(np.float32) / 32768) ** 2)) > 0.01:
             self.voiced_frames[participant_id] += 1
+            if self.first_voiced_in is None:
+                self.first_voiced_in = time.monotonic()
         self._echo.append(pcm)
         while len(self._echo) > 50:  # 1 s
             self._echo.popleft()
@@ -107,6 +111,10 @@ class EchoEndpoint:
             image = np.empty((h, w, 3), np.uint8)
             image[:] = (min(255, int(level * 2000)), 64, 160)
             self.frames_out += 1
+            loud = np.nonzero(np.abs(audio) > 1600)[0]  # 0.05 full scale
+            if len(loud) and self.first_voiced_out is None:
+                # when the onset plays: the frame plays from its yield on, sample k at k / rate after it
+                self.first_voiced_out = time.monotonic() + loud[0] / INBOUND_SAMPLE_RATE
             yield VideoFrame(image=image, pts=i / self.fps, audio=audio.astype(np.float32) / 32768,
                              audio_rate=INBOUND_SAMPLE_RATE, speaking=level > 0.01)
             i += 1
