@@ -197,7 +197,7 @@ class HFCausalLLM(LLM):
 
     def reset_cache(self) -> None:
         """Forget the prefix KV cache (the next call prefills its whole prompt), e.g. between conversations."""
-        self._worker.submit(self._drop_cache).result()
+        self._worker.submit(self._drop_cache)  # queued behind any running generation, before the next one
 
     def _drop_cache(self) -> None:
         self._cache, self._cache_ids = None, []
