@@ -2,7 +2,7 @@
 
 Why both modes: "as fast as possible" (offline) gives headroom in fps per core; "real time" (the paced async
 iterator at 25 fps) gives the CPU share a live call actually costs. Cores = process CPU time / wall time.
-Writes benchmarks/results/avatar.json and avatar.md.
+Writes benchmarks/results/avatar.json, avatar.md and avatar.mp4 (the measured clip, to watch).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> int:
 
     from cvi_lab.metrics.lipsync import lipsync_report
     from cvi_lab.stages.avatar.portrait import PortraitRenderer
-    from cvi_lab.stages.avatar.preview import synthesize
+    from cvi_lab.stages.avatar.preview import synthesize, write_mp4
     from cvi_lab.stages.avatar.replica_builder import default_replica_dir
 
     t0 = time.perf_counter()
@@ -77,10 +77,17 @@ def main() -> int:
     chunks = synthesize(TEXT)
     speech_s = sum(c.duration for c in chunks)
     offline = [bench_offline(replica, chunks, s, gs) for s in (512, 256) for gs in (False, True)]
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # OpenCV parallelises warps over all cores by default; this is the one-core figure
+    for s in (512, 256):
+        offline.append(bench_offline(replica, chunks, s, False) | {"opencv_threads": 1})
+    cv2.setNumThreads(threads)
     realtime = [asyncio.run(_realtime(replica, chunks, s, 6.0)) for s in (512, 256)]
     r = PortraitRenderer(replica_dir=replica, render_in_thread=False)
     frames = r.render_offline(chunks, pad_s=0.6)
     rep = lipsync_report([f.image for f in frames], [f.audio for f in frames], fps=r.fps).as_dict()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_mp4(frames, RESULTS / "avatar.mp4", r.fps)  # the same clip, for a person to watch
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "opencv_threads": cv2.getNumThreads(),
                     "load_avg_1m": os.getloadavg()[0]},
@@ -91,8 +98,8 @@ def main() -> int:
         "lipsync": {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in rep.items()},
         "target": "≥ 25 fps on at most one core at 512x512",
     }
-    o512 = next(o for o in offline if o["size"] == 512 and not o["greenscreen"])
-    result["target_met"] = bool(o512["fps_per_core"] >= 25 and next(x for x in realtime if x["size"] == 512)["cores"] <= 1.0)
+    o512 = next(o for o in offline if o["size"] == 512 and o.get("opencv_threads") == 1)
+    result["target_met"] = bool(o512["fps"] >= 25 and o512["cores"] <= 1.05 and next(x for x in realtime if x["size"] == 512)["cores"] <= 1.0)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "avatar.json").write_text(json.dumps(result, indent=1, default=float))
     lines = [
@@ -103,11 +110,11 @@ def main() -> int:
         "",
         "## As fast as possible (offline, same code path)",
         "",
-        "| size | greenscreen | fps | CPU cores | fps per core | render ms median | p95 |",
-        "|---|---|---|---|---|---|---|",
+        "| size | greenscreen | OpenCV threads | fps | CPU cores | fps per core | render ms median | p95 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for o in offline:
-        lines.append(f"| {o['size']} | {o['greenscreen']} | {o['fps']:.0f} | {o['cores']:.2f} | {o['fps_per_core']:.0f} | "
+        lines.append(f"| {o['size']} | {o['greenscreen']} | {o.get('opencv_threads', threads)} | {o['fps']:.0f} | {o['cores']:.2f} | {o['fps_per_core']:.0f} | "
                      f"{o['render_ms_median']:.2f} | {o['render_ms_p95']:.2f} |")
     lines += ["", "## Real time (async frames() paced at 25 fps, render on its own thread)", "",
               "| size | fps | CPU cores | lateness p95 ms |", "|---|---|---|---|"]

@@ -50,7 +50,7 @@ class PortraitRenderer(StreamingAvatar):
         apply_greenscreen: bool = False,
         render_in_thread: bool = True,
         # mouth
-        mouth_max_open: float = 0.34,  # lower-lip drop at full openness, in mouth widths
+        mouth_max_open: float = 0.3,  # lower-lip drop at full openness, in mouth widths
         mouth_round: float = 0.22,  # horizontal narrowing at full roundness
         mouth_floor_db: float = -48.0,
         mouth_range_db: float = 24.0,
@@ -159,8 +159,8 @@ class PortraitRenderer(StreamingAvatar):
         self.jaw_len, self.upper_len = 1.1 * mw, 0.45 * mw
         # inner-mouth colour by relative depth v in [0, 1] (top of the gap → bottom)
         v = np.linspace(0, 1, 256)[:, None]
-        dark = np.array([38, 12, 16.0])
-        wall = np.array([105, 40, 46.0])
+        dark = np.array([50, 17, 19.0])
+        wall = np.array([118, 48, 50.0])
         tongue = np.array([165, 72, 80.0])
         teeth = np.array([222, 214, 200.0])
         lut = dark + (wall - dark) * np.exp(-((v - 0.0) / 0.12) ** 2) + (wall - dark) * np.exp(-((v - 1.0) / 0.12) ** 2)
