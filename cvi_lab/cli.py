@@ -85,7 +85,7 @@ def _replica(args: list[str]) -> int:
         parser.add_argument("path", help="face video or image (local path, file:// or http(s) URL)")
         parser.add_argument("--name", default=None, help="replica_name")
         parser.add_argument("overrides", nargs="*", help="Hydra key=value overrides")
-        ns = parser.parse_args(rest)
+        ns = parser.parse_intermixed_args(rest)
         from cvi_lab.calls.offline import build_replica_offline
 
         record = build_replica_offline(compose_config(ns.overrides), ns.path, ns.name)

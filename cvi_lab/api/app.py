@@ -144,6 +144,9 @@ def create_app(
 async def serve(cfg: Any, *, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or `stop` is set). Returns an exit code (2 = refused to start)."""
     server = server_settings(cfg)["server"]
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     ok, sentence = auth_mode(server)
     if not ok:
         print(f"[cvi-lab] {sentence}", file=sys.stderr, flush=True)

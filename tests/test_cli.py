@@ -1,0 +1,82 @@
+"""`cvi-lab` CLI: usage, the loopback rule at start, overrides, replica create/preview, and `demo` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+from cvi_lab import cli
+from tests.helpers.config import STANDIN_BUILDER
+from tests.helpers.server_process import REPO, env
+
+
+def run_main(argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    return exc.value.code
+
+
+def test_usage(capsys):
+    assert run_main([]) == 2
+    assert run_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "serve" in out and "demo" in out and "replica create PATH" in out and "server.port" in out
+    assert run_main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_overrides_reach_the_config(tmp_path):
+    cfg = cli.compose_config(["server.port=9000", f"server.home={tmp_path}", "server.api_keys=[a,b]"])
+    assert cfg.server.port == 9000 and list(cfg.server.api_keys) == ["a", "b"]
+    assert cfg.server.store.path == f"{tmp_path}/cvi-lab.db"
+    assert "english" in cfg.languages
+
+
+def test_serve_refuses_a_public_bind_without_keys(tmp_path, capsys):
+    assert run_main(["serve", "server.host=0.0.0.0", f"server.home={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to start" in err and "server.api_keys" in err
+    assert not (tmp_path / "cvi-lab.db").exists()  # refused before touching anything
+
+
+def test_replica_create_offline(tmp_path, capsys):
+    face = tmp_path / "face.png"
+    face.write_bytes(b"png")
+    common = [f"server.home={tmp_path}", f"server.replica_builder={STANDIN_BUILDER}"]
+    assert run_main(["replica", "create", str(face), "--name", "me", *common]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "completed" and record["replica_name"] == "me"
+    assert record["replica_id"].startswith("r") and record["training_progress"] == "100/100"
+    bad = tmp_path / "noface.png"
+    bad.write_bytes(b"png")
+    assert run_main(["replica", "create", str(bad), *common]) == 1
+    assert "no face found" in json.loads(capsys.readouterr().out)["error_message"]
+    assert run_main(["replica", "create", str(tmp_path / "missing.png"), *common]) == 1
+
+
+def test_replica_preview_delegates(monkeypatch, capsys):
+    seen = []
+    fake = types.ModuleType("cvi_lab.stages.avatar.preview")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "cvi_lab.stages.avatar.preview", fake)
+    assert run_main(["replica", "preview", "rabc123", "--seconds", "2"]) == 0
+    assert seen == [["rabc123", "--seconds", "2"]]
+    monkeypatch.setitem(sys.modules, "cvi_lab.stages.avatar.preview", None)  # absent -> a clear message
+    assert run_main(["replica", "preview", "x"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+def test_demo_walks_the_api(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cvi_lab", "demo", f"server.home={tmp_path}"], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=180)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "auth: NONE" in out and "== persona created" in out
+    assert "conversation_url: http://127.0.0.1:" in out and "/meet/c" in out
+    assert "shutdown_reason: end_conversation_endpoint_hit" in out
+    usage = float(out.split("usage_seconds: ")[1].split()[0])
+    assert usage > 0
