@@ -33,7 +33,10 @@ async def wait_until(predicate, timeout: float) -> bool:
 async def test_call_media_events_and_presence(server):
     """One call exercises everything that needs a connected peer (joining is the slow part on 2 cores)."""
     ep = server.add(EchoEndpoint("c1", size=(240, 320)))
-    client = ParticipantClient(server.url("c1"))
+    reds: list[tuple[float, float]] = []  # (arrival, mean red): the echo endpoint paints loudness in red
+    client = ParticipantClient(
+        server.url("c1"), on_video_frame=lambda f, t: reds.append((t, float(f.to_ndarray(format="rgb24")[..., 0].mean())))
+    )
     await client.join(timeout=30)
     pid = client.participant_id
     try:
@@ -72,6 +75,14 @@ async def test_call_media_events_and_presence(server):
               f" + echo framing {(ep.first_voiced_out - ep.first_voiced_in) * 1000:.0f} ms"
               f" + transport out {outbound * 1000:.0f} ms")
         assert rtt < 1.0
+        # A/V sync: the first red frame (the frame carrying the tone) arrives with the tone's audio
+        await asyncio.sleep(0.3)
+        red = next((t for t, r in reds if t >= sent and r > 100), None)
+        assert red is not None, "no video frame showed the echoed tone"
+        skew = red - heard
+        print(f"A/V: the tone's first video frame arrived {skew * 1000:+.0f} ms from its first audio"
+              " (negative = video first; the onset can sit up to 40 ms into its frame)")
+        assert -0.15 < skew < 0.15
         assert ep.voiced_frames[pid] >= 5
         # the echo arrives continuous: no silent gap inside the tone
         await asyncio.sleep(0.6)
