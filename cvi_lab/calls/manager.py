@@ -170,7 +170,7 @@ class ConversationManager:
             "callback_url": req.callback_url, "conversational_context": req.conversational_context,
             "custom_greeting": req.custom_greeting, "test_mode": req.test_mode, "require_auth": req.require_auth,
             "meeting_token": token, "max_participants": req.max_participants,
-            "properties": req.properties.model_dump(),
+            "properties": {**req.properties.model_dump(), "language": language.name},
         }
         if req.test_mode:  # the record only: no room, no replica, no usage, no spot
             record = self.store.insert_conversation(cid, fields)

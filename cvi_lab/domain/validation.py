@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Mapping
 from urllib.parse import urlparse
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, model_validator
 
 DEFAULT_LIMITS: dict[str, int] = {
     "max_text_chars": 100_000,
@@ -57,6 +57,14 @@ class RequestModel(BaseModel):
     """A JSON request body: strict types (no "3600" for 3600), unknown fields are an error."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """`"field": null` is "not given" (SDKs send unset optionals as null); unknown keys are still refused."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v is None and k in cls.model_fields)}
+        return data
 
 
 class OpenSection(BaseModel):

@@ -129,3 +129,46 @@ def add_lipsync(result: RunResult) -> None:
         result.extra_metrics["lipsync_offset_mean_ms"] = float(np.mean(offsets))
         result.extra_metrics["lipsync_offset_abs_max_ms"] = float(np.max(np.abs(offsets)))
         result.extra_metrics["lipsync_peak_corr_mean"] = float(np.mean(corrs))
+
+
+def apply_engine_record(t: TurnResult, m: dict) -> None:
+    """Fill a turn's latency, stage times, spans and LLM counts from the engine's record
+    (`TurnLatency.as_metrics()`: marks in ms after the participant's speech end, plus extras)."""
+    def s(key: str) -> float | None:
+        v = m.get(key)
+        return None if v is None else float(v) / 1000.0
+
+    if m.get("response_latency_ms") is not None:
+        t.response_latency_s = s("response_latency_ms")
+    vad, decision, asr_final = s("vad_end_ms"), s("turn_decision_ms"), s("asr_final_ms")
+    llm_first, clause, tts_first, frame = s("llm_first_token_ms"), s("first_clause_ms"), s("tts_first_audio_ms"), s("first_frame_sent_ms")
+    asr_s = m.get("asr_s")
+    spans = []
+    if vad is not None:
+        spans.append(("vad", 0.0, vad))
+    if asr_final is not None and asr_s is not None:
+        spans.append(("asr", asr_final - float(asr_s), asr_final))
+    if vad is not None and decision is not None:
+        spans.append(("turn", vad, decision))
+    llm_start = max(x for x in (decision, asr_final, 0.0) if x is not None)
+    for name, a, b in (("llm", llm_start, llm_first), ("chunker", llm_first, clause), ("tts", clause, tts_first),
+                       ("avatar", tts_first, frame)):
+        if a is not None and b is not None:
+            spans.append((name, a, b))
+    t.spans = spans
+    stages = {"vad_delay_s": s("vad_delay_ms"), "asr_s": None if asr_s is None else float(asr_s),
+              "turn_s": (decision - vad) if decision is not None and vad is not None else None,
+              "llm_ttfb_s": s("llm_ttft_ms"),
+              "tts_ttfb_s": (tts_first - clause) if tts_first is not None and clause is not None else None,
+              "avatar_s": s("avatar_ms")}
+    t.stages = {k: v for k, v in stages.items() if v is not None}
+    if asr_s is not None and m.get("user_audio_s"):
+        t.rtf["asr"] = float(asr_s) / float(m["user_audio_s"])
+    if m.get("tts_s") is not None and m.get("tts_audio_s"):
+        t.rtf["tts"] = float(m["tts_s"]) / float(m["tts_audio_s"])
+    t.llm_tokens = int(m.get("completion_tokens") or 0)
+    if m.get("llm_s"):
+        t.llm_s = float(m["llm_s"])
+    t.interrupted = bool(m.get("interrupted"))
+    if m.get("error"):
+        t.error = str(m["error"])

@@ -134,3 +134,28 @@ async def test_installers_can_replace_the_meeting_page(tmp_path, clock):
     app = create_app(make_cfg(tmp_path), clock=clock, installers=[install])
     async with TestClient(TestServer(app)) as client:
         assert await (await client.get("/meet/c1234")).text() == "transport page"
+
+
+async def test_nulls_mean_defaults_and_language_is_normalised(api):
+    c = await create(api, replica_id=DEFAULT_REPLICA_ID, persona_id=None, custom_greeting=None, callback_url=None,
+                     properties={"language": "Spanish", "max_call_duration": None})
+    record = await (await api.get(f"/v2/conversations/{c['conversation_id']}")).json()
+    assert record["custom_greeting"] == "Hey there, how's it going? What can I do for you today?"
+    assert record["properties"]["language"] == "spanish" and record["properties"]["max_call_duration"] == 3600
+    resp = await api.post("/v2/conversations", json={"replica_id": DEFAULT_REPLICA_ID, "bogus": None})
+    assert resp.status == 400 and "unknown field 'bogus'" in (await resp.json())["error"]
+
+
+async def test_public_url_shapes_the_conversation_url(make_client):
+    api = await make_client(public_url="https://cvi.example.org/")
+    c = await create(api, replica_id=DEFAULT_REPLICA_ID)
+    assert c["conversation_url"] == f"https://cvi.example.org/meet/{c['conversation_id']}"
+
+
+def test_the_configured_builder_is_the_real_one_and_importable():
+    from cvi_lab.calls.replicas import load_object
+    from cvi_lab.cli import STAGE_GROUPS, compose_config
+
+    cfg = compose_config([f"~{g}" for g in STAGE_GROUPS])
+    builder = load_object(cfg.server.replica_builder)
+    assert callable(builder) and builder.__module__ == "cvi_lab.stages.avatar.replica_builder"

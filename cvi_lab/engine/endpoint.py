@@ -1,0 +1,76 @@
+"""The transport's view of a conversation (`CallEndpoint`), backed by a `ConversationEngine`.
+
+Why an adapter: the transport's protocol mixes what the engine does (audio, interactions, frames, events)
+with what the calls layer decides (who may join, presence timers). The calls layer passes `authorize` and
+`on_presence`; everything else goes straight to the engine.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import AsyncIterator, Awaitable, Callable
+
+import numpy as np
+
+from cvi_lab.engine.engine import ConversationEngine
+from cvi_lab.stages.base import VideoFrame
+from cvi_lab.transport.contract import INBOUND_SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+Presence = Callable[[str, str, str | None], "Awaitable[None] | None"]  # (participant_id, "joined"|"left", reason)
+
+
+class EngineEndpoint:
+    """Implements `cvi_lab.transport.contract.CallEndpoint` for one engine."""
+
+    def __init__(
+        self,
+        engine: ConversationEngine,
+        authorize: Callable[[str | None], str | None] | None = None,
+        on_presence: Presence | None = None,
+    ) -> None:
+        self.engine = engine
+        self.conversation_id = engine.conversation_id
+        self._authorize = authorize
+        self._on_presence = on_presence
+
+    def authorize(self, meeting_token: str | None) -> str | None:
+        if not self.engine.running:
+            return "the conversation has ended"
+        return self._authorize(meeting_token) if self._authorize else None
+
+    async def _presence(self, participant_id: str, what: str, reason: str | None) -> None:
+        if self._on_presence is None:
+            return
+        try:
+            result = self._on_presence(participant_id, what, reason)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 - the calls layer's bookkeeping must not break the media path
+            log.exception("presence callback failed")
+
+    async def participant_joined(self, participant_id: str) -> None:
+        await self._presence(participant_id, "joined", None)
+        await self.engine.participant_joined(participant_id)
+
+    async def participant_left(self, participant_id: str, reason: str) -> None:
+        await self.engine.participant_left(participant_id, reason)
+        await self._presence(participant_id, "left", reason)
+
+    def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
+        """20 ms int16 frames at 16 kHz: the VAD's rate already, so no resampling; int16 → float32 inside."""
+        self.engine.push_audio(pcm)
+
+    async def interaction(self, participant_id: str, message: object) -> None:
+        await self.engine.handle_interaction(message)
+
+    def outgoing(self) -> AsyncIterator[VideoFrame]:
+        return self.engine.frames()
+
+    def subscribe(self, send: Callable[[dict], None]) -> Callable[[], None]:
+        return self.engine.subscribe(send)
+
+
+assert INBOUND_SAMPLE_RATE == 16_000  # the VAD/ASR side rate the engine expects

@@ -1,0 +1,839 @@
+"""One live conversation: listen, decide, answer, speak, lip-sync; barge-in, greeting, interactions.
+
+Read top to bottom:
+1. inputs: `participant_joined` (first one → greeting), `push_audio` (→ `TurnTaking`, the listening side),
+   `handle_interaction` (the data-channel protocol, SPEC §3);
+2. a committed user turn → `_respond`: LLM stream → clause chunker → TTS → avatar, with the LLM and TTS
+   overlapped through a queue (the first clause is spoken while the LLM goes on);
+3. `_pump`: the avatar's paced frames go out (`frames()`), and each frame's audio is booked against what was
+   pushed (the ledger), so we know what the participant has *heard*: that drives started/stopped_speaking,
+   the first-frame latency mark, and, on barge-in, the history truncation;
+4. barge-in / interrupt: clear the avatar, cancel the producing task, keep only the heard words.
+Every outgoing event goes to the data-channel subscribers and (transcript events) to `record_event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import inspect
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+import numpy as np
+
+from cvi_lab.audio import resample, to_float32
+from cvi_lab.clock import Clock, SystemClock
+from cvi_lab.engine.chunker import ClauseChunker
+from cvi_lab.engine.latency import TurnLatency
+from cvi_lab.engine.pipeline_config import EngineSettings, PipelineConfigError
+from cvi_lab.engine.turns import TurnTaking, UserTurn, clock_sleep
+from cvi_lab.stages.base import (
+    ASR,
+    LLM,
+    TTS,
+    VAD,
+    AvatarRenderer,
+    ChatMessage,
+    LLMStats,
+    StageInputError,
+    Transcript,
+    TTSChunk,
+    TurnDetector,
+    VideoFrame,
+)
+
+log = logging.getLogger(__name__)
+
+# Events stored in the transcript (the rest are live-only signals).
+# (system.replica_joined / system.shutdown are recorded by the calls layer, which owns the lifecycle.)
+RECORDED = {
+    "conversation.utterance",
+    "conversation.replica_interrupted",
+    "conversation.tool_call",
+    "conversation.error",
+}
+INTERACTIONS = {
+    "conversation.echo",
+    "conversation.respond",
+    "conversation.interrupt",
+    "conversation.overwrite_llm_context",
+    "conversation.append_llm_context",
+    "conversation.sensitivity",
+}
+SENSITIVITY_KEYS = {"participant_pause_sensitivity": "pause_sensitivity", "participant_interrupt_sensitivity": "interrupt_sensitivity"}
+DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
+
+Sink = Callable[..., "Awaitable[None] | None"]
+
+
+@dataclass
+class ConversationSpec:
+    """Who the replica is in this call (from the persona + the conversation request)."""
+
+    conversation_id: str
+    system_prompt: str = ""
+    persona_context: str = ""
+    conversational_context: str = ""
+    custom_greeting: str | None = None
+    pipeline_mode: str = "full"  # full | echo
+    replica_id: str | None = None
+
+
+@dataclass
+class Sinks:
+    """Where the engine stores what happens (given by the calls layer; sync or async callables)."""
+
+    record_event: Sink | None = None  # (event_type, properties) - transcript events, see RECORDED
+    record_turn: Sink | None = None  # (turn_idx, metrics dict) - one per replica answer, see latency.py
+
+
+@dataclass
+class Stages:
+    vad: VAD
+    tts: TTS
+    avatar: AvatarRenderer
+    turn: TurnDetector | None = None
+    asr: ASR | None = None
+    llm: LLM | None = None
+
+
+class StageFailure(Exception):
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        super().__init__(f"{stage}: {exc}")
+        self.stage, self.exc = stage, exc
+
+
+# ------------------------------------------------------------------ what the replica says
+@dataclass
+class Clause:
+    text: str
+    duration: float = 0.0  # seconds of audio pushed for it
+    played: float = 0.0  # seconds of it that went out in frames
+    words: list[tuple[str, float]] = field(default_factory=list)  # (word, end time in the clause) if known
+
+    def heard(self) -> str:
+        if self.duration <= 0 or self.played >= self.duration - 1e-3:
+            return self.text if self.played > 0 else ""
+        if self.words:
+            return " ".join(w for w, end in self.words if end <= self.played + 1e-3)
+        # no timings: assume words are spread evenly over the audio; keep only the fully heard ones
+        words = self.text.split()
+        return " ".join(words[: int(len(words) * self.played / self.duration)])
+
+
+@dataclass
+class Speech:
+    """One replica utterance: the greeting, an answer, an echo, an apology."""
+
+    kind: str
+    turn_idx: int
+    interruptible: bool = True
+    inference_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    latency: TurnLatency | None = None
+    clauses: list[Clause] = field(default_factory=list)
+    task: asyncio.Task | None = None
+    produced: bool = False  # no more audio will be pushed
+    started: bool = False  # its first audio went out
+    finished: bool = False
+    first_audio: asyncio.Event = field(default_factory=asyncio.Event)
+    last_input: float = 0.0  # echo: when the sender last gave us something
+
+    @property
+    def played_s(self) -> float:
+        return sum(c.played for c in self.clauses)
+
+    def heard_text(self) -> str:
+        return " ".join(t for t in (c.heard() for c in self.clauses) if t)
+
+    def text(self) -> str:
+        return " ".join(c.text for c in self.clauses)
+
+
+@dataclass
+class _Booked:
+    speech: Speech
+    clause: Clause
+    remaining: float
+    pushed_at: float
+
+
+class ConversationEngine:
+    """The engine of one conversation. Create, `await start()`, feed it, `await stop(reason)`."""
+
+    def __init__(
+        self,
+        spec: ConversationSpec,
+        stages: Stages,
+        settings: EngineSettings,
+        clock: Clock | None = None,
+        sinks: Sinks | None = None,
+    ) -> None:
+        self.spec, self.stages, self.settings = spec, stages, settings
+        self.clock = clock or SystemClock()
+        self.sinks = sinks or Sinks()
+        self.conversation_id = spec.conversation_id
+        self.echo_mode = spec.pipeline_mode == "echo"
+        if not self.echo_mode and (stages.asr is None or stages.llm is None):
+            raise PipelineConfigError("full pipeline_mode needs an ASR and an LLM stage")
+        self.listener = TurnTaking(
+            stages.vad, stages.turn, None if self.echo_mode else stages.asr, settings, self.clock, self
+        )
+        self.history: list[ChatMessage] = []
+        self.context = spec.conversational_context or ""
+        self.turn_idx = 0
+        self.participants: set[str] = set()
+        self.greeted = False
+        self.latencies: list[dict] = []  # every record_turn payload, also kept here (offline driver, tests)
+        self._seq = 0
+        self._subscribers: list[Callable[[dict], None]] = []
+        self._outputs: list[asyncio.Queue] = []
+        self._ledger: collections.deque[_Booked] = collections.deque()
+        self._speeches: list[Speech] = []  # not yet finished, in order
+        self._echo: dict[str, tuple[Speech, asyncio.Queue, ClauseChunker]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._pump_task: asyncio.Task | None = None
+        self._frame_s = 1.0 / max(1, getattr(stages.avatar, "fps", 25))
+        self.running = False
+        self.barge_in_at: list[float] = []  # clock times of barge-in decisions (tests, lab)
+
+    # ================================================================ lifecycle
+    async def start(self) -> None:
+        """Start the frame pump and announce the replica."""
+        if self.running:
+            return
+        self.running = True
+        self._pump_task = asyncio.ensure_future(self._pump())
+        self.emit("system.replica_joined", {"replica_id": self.spec.replica_id}, message_type="system")
+
+    async def stop(self, reason: str = "end_conversation_endpoint_hit") -> None:
+        """Announce the shutdown, cancel all work, end the frame streams. Idempotent."""
+        if not self.running:
+            return
+        self.emit("system.shutdown", {"replica_id": self.spec.replica_id, "shutdown_reason": reason}, message_type="system")
+        self.running = False
+        await self.listener.close()
+        for speech in list(self._speeches):
+            if speech.task is not None:
+                speech.task.cancel()
+        tasks = [t for t in self._tasks] + ([self._pump_task] if self._pump_task else [])
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for q in self._outputs:
+            q.put_nowait(None)
+        close = getattr(self.stages.avatar, "close", None)
+        if callable(close):
+            close()
+
+    @property
+    def busy(self) -> bool:
+        """The replica has something to say or is saying it."""
+        return bool(self._speeches or self._ledger)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ================================================================ participants
+    async def participant_joined(self, participant_id: str) -> None:
+        self.participants.add(participant_id)
+        self.listener.enabled = True
+        if not self.greeted and self.running:
+            self.greeted = True
+            self._say_greeting()
+
+    async def participant_left(self, participant_id: str, reason: str = "left") -> None:
+        self.participants.discard(participant_id)
+
+    def push_audio(self, pcm: np.ndarray) -> None:
+        """A frame of participant audio (int16 or float32, 16 kHz mono). Never blocks (VAD ~1 ms/frame)."""
+        if self.running:
+            self.listener.push(to_float32(pcm))
+
+    # ================================================================ events out
+    def subscribe(self, send: Callable[[dict], None]) -> Callable[[], None]:
+        self._subscribers.append(send)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(send)
+
+        return unsubscribe
+
+    def emit(self, event_type: str, properties: dict, turn_idx: int | None = None, message_type: str = "conversation",
+             inference_id: str | None = None) -> dict:
+        """Send an event to every data-channel subscriber and record transcript events."""
+        self._seq += 1
+        event = {
+            "message_type": message_type,
+            "event_type": event_type,
+            "conversation_id": self.conversation_id,
+            "properties": properties,
+            "timestamp": self.clock.now().isoformat(),
+            "seq": self._seq,
+            "turn_idx": self.turn_idx if turn_idx is None else turn_idx,
+        }
+        if inference_id:
+            event["inference_id"] = inference_id
+        for send in list(self._subscribers):
+            try:
+                send(event)
+            except Exception:  # noqa: BLE001 - a broken subscriber must not break the call
+                log.exception("event subscriber failed")
+        if event_type in RECORDED:
+            meta = {"turn_idx": event["turn_idx"], "seq": event["seq"], "timestamp": event["timestamp"]}
+            if inference_id:
+                meta["inference_id"] = inference_id
+            self._call_sink(self.sinks.record_event, event_type, {**properties, **meta})
+        return event
+
+    def _call_sink(self, sink: Sink | None, *args: Any) -> None:
+        if sink is None:
+            return
+        try:
+            result = sink(*args)
+            if inspect.isawaitable(result):
+                self._spawn(self._await_sink(result))
+        except Exception:  # noqa: BLE001
+            log.exception("sink failed")
+
+    @staticmethod
+    async def _await_sink(result: Awaitable) -> None:
+        try:
+            await result
+        except Exception:  # noqa: BLE001
+            log.exception("sink failed")
+
+    def error(self, message: str, source: str, **extra: Any) -> None:
+        self.emit("conversation.error", {"error": message, "source": source, **extra})
+
+    # ================================================================ frames out
+    async def frames(self) -> AsyncIterator[VideoFrame]:
+        """The replica's frames (each with its audio) for one consumer; ends when the engine stops."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+        self._outputs.append(queue)
+        try:
+            while True:
+                frame = await queue.get()
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            with contextlib.suppress(ValueError):
+                self._outputs.remove(queue)
+
+    async def _pump(self) -> None:
+        """Pull the avatar's paced frames, book their audio, fan them out (a slow consumer drops old frames)."""
+        try:
+            async for frame in self.stages.avatar.frames():
+                self._book_frame(frame)
+                for q in self._outputs:
+                    if q.full():
+                        q.get_nowait()
+                    q.put_nowait(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the avatar died: say so; audio/video stop, events go on
+            log.exception("avatar frames failed")
+            self.error(f"avatar stopped producing frames: {exc}", "stage", stage="avatar")
+
+    def _book_frame(self, frame: VideoFrame) -> None:
+        """Account the frame's audio to the oldest pushed-but-unplayed clauses (the avatar plays FIFO)."""
+        now = self.clock.monotonic()
+        if frame.speaking:
+            left = len(frame.audio) / float(frame.audio_rate)
+            while left > 1e-9 and self._ledger:
+                booked = self._ledger[0]
+                self._mark_started(booked.speech, now)
+                take = min(left, booked.remaining)
+                booked.remaining -= take
+                booked.clause.played += take
+                left -= take
+                if booked.remaining <= 1e-6:
+                    self._ledger.popleft()
+                    self._maybe_finish(booked.speech)
+        else:
+            # Nothing was queued in the avatar for this frame: audio pushed before it has all been played
+            # (up to resampling rounding). Entries pushed in the last frames may not have reached it yet.
+            while self._ledger and self._ledger[0].pushed_at < now - 2 * self._frame_s:
+                booked = self._ledger.popleft()
+                booked.clause.played += booked.remaining
+                booked.remaining = 0.0
+                self._mark_started(booked.speech, now)
+                self._maybe_finish(booked.speech)
+
+    def _mark_started(self, speech: Speech, now: float) -> None:
+        if speech.started:
+            return
+        speech.started = True
+        if speech.latency is not None:
+            speech.latency.mark("first_frame_sent", now)
+        self.emit("conversation.replica.started_speaking", {"inference_id": speech.inference_id}, speech.turn_idx,
+                  inference_id=speech.inference_id)
+
+    def _maybe_finish(self, speech: Speech, interrupted: bool = False) -> None:
+        """Close a speech once it is fully produced and played (or interrupted): events, history, metrics."""
+        if speech.finished:
+            return
+        if not interrupted and (not speech.produced or any(b.speech is speech for b in self._ledger)):
+            return
+        speech.finished = True
+        with contextlib.suppress(ValueError):
+            self._speeches.remove(speech)
+        if not self.running:
+            return  # shutting down: no more events
+        heard = speech.heard_text() if interrupted else speech.text()
+        if speech.started:
+            if interrupted:
+                self.emit("conversation.replica_interrupted", {"inference_id": speech.inference_id}, speech.turn_idx,
+                          inference_id=speech.inference_id)
+            self.emit("conversation.replica.stopped_speaking",
+                      {"duration": round(speech.played_s, 3), "interrupted": interrupted, "inference_id": speech.inference_id},
+                      speech.turn_idx, inference_id=speech.inference_id)
+        if speech.kind != "greeting" and heard:  # the greeting went into history when it started
+            self.emit("conversation.utterance", {"role": "replica", "speech": heard}, speech.turn_idx,
+                      inference_id=speech.inference_id)
+            self._remember("assistant", heard)
+        if speech.latency is not None:
+            lat = speech.latency
+            lat.extra.update(interrupted=interrupted, spoken_s=round(speech.played_s, 3), clauses=len(speech.clauses),
+                             kind=speech.kind)
+            metrics = lat.as_metrics()
+            self.latencies.append(metrics)
+            self._call_sink(self.sinks.record_turn, lat.turn_idx, metrics)
+
+    # ================================================================ speaking
+    def _new_speech(self, kind: str, interruptible: bool = True, latency: TurnLatency | None = None,
+                    turn_idx: int | None = None, inference_id: str | None = None) -> Speech:
+        speech = Speech(kind, self.turn_idx if turn_idx is None else turn_idx, interruptible, latency=latency)
+        if inference_id:
+            speech.inference_id = inference_id
+        self._speeches.append(speech)
+        return speech
+
+    def _run(self, speech: Speech, produce: Callable[[], Awaitable[None]]) -> None:
+        """Run a speech's producer; mark it produced when it ends, however it ends."""
+
+        async def runner() -> None:
+            try:
+                await produce()
+            except asyncio.CancelledError:
+                pass
+            except StageFailure as failure:
+                self._stage_failed(failure.stage, failure.exc, speech)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the call either
+                log.exception("speech producer failed")
+                self._stage_failed("engine", exc, speech)
+            finally:
+                speech.produced = True
+                self._maybe_finish(speech)
+
+        speech.task = self._spawn(runner())
+
+    async def _speak(self, speech: Speech, clauses: AsyncIterator[str] | Iterable[str]) -> None:
+        """TTS each clause as it arrives and queue its audio on the avatar, booking it in the ledger."""
+        tts = self.stages.tts
+        index = 0
+        async for text in _aiter(clauses):
+            clause = Clause(text)
+            speech.clauses.append(clause)
+            self.emit("conversation.utterance.streaming",
+                      {"role": "replica", "speech": speech.text(), "delta": text, "index": index,
+                       "inference_id": speech.inference_id}, speech.turn_idx, inference_id=speech.inference_id)
+            index += 1
+            try:
+                async for chunk in tts.stream(text):
+                    self._push(speech, clause, chunk)
+            except (asyncio.CancelledError, StageFailure):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise StageFailure("tts", exc) from exc
+
+    def _push(self, speech: Speech, clause: Clause, chunk: TTSChunk) -> None:
+        now = self.clock.monotonic()
+        if speech.latency is not None:
+            speech.latency.mark("tts_first_audio", now)
+        speech.first_audio.set()
+        if len(chunk.samples) == 0:
+            return
+        offset = clause.duration
+        if chunk.words:
+            clause.words += [(w.label, offset + w.end) for w in chunk.words]
+        clause.duration += chunk.duration
+        self._ledger.append(_Booked(speech, clause, chunk.duration, now))
+        self.stages.avatar.push_audio(chunk)
+
+    def _say_greeting(self) -> None:
+        text = (self.spec.custom_greeting or self.settings.greeting or DEFAULT_GREETING).strip()
+        speech = self._new_speech("greeting", interruptible=False)
+        # Not interruptible, so what is said is what is heard: it enters the history and transcript now.
+        self._remember("assistant", text)
+        self.emit("conversation.utterance", {"role": "replica", "speech": text}, speech.turn_idx,
+                  inference_id=speech.inference_id)
+        chunker = ClauseChunker(self.settings.chunker)
+        self._run(speech, lambda: self._speak(speech, chunker.push(text) + chunker.flush()))
+
+    def say(self, text: str, kind: str = "echo", interruptible: bool = True) -> Speech:
+        """Make the replica say `text` (echo, apology, lab scripts)."""
+        speech = self._new_speech(kind, interruptible)
+        chunker = ClauseChunker(self.settings.chunker)
+        self._run(speech, lambda: self._speak(speech, chunker.push(text) + chunker.flush()))
+        return speech
+
+    def _stage_failed(self, stage: str, exc: BaseException, speech: Speech | None = None) -> None:
+        """A stage broke during an answer: error event, then a short apology (unless the TTS is what broke)."""
+        log.warning("stage %s failed: %s", stage, exc)
+        self.error(f"{stage} failed: {exc}", "stage", stage=stage)
+        if speech is not None and speech.latency is not None:
+            speech.latency.extra["error"] = f"{stage}: {exc}"
+        if stage not in ("tts", "avatar") and self.running and (speech is None or speech.kind != "apology"):
+            self.say(self.settings.apology, kind="apology")
+
+    # TurnHandler side used by TurnTaking for failures outside an answer (VAD, ASR, end-of-turn)
+    def stage_failed(self, stage: str, exc: BaseException) -> None:
+        self._stage_failed(stage, exc, None)
+
+    # ================================================================ listening (TurnTaking callbacks)
+    def _audible(self) -> Speech | None:
+        """The speech whose audio is playing now (head of the ledger), if any."""
+        return self._ledger[0].speech if self._ledger else None
+
+    def user_started(self, turn: UserTurn, new_turn: bool) -> None:
+        if new_turn:
+            self.turn_idx += 1
+            turn.latency.turn_idx = self.turn_idx
+            audible = self._audible()
+            turn.overlapped = audible is not None and audible.interruptible
+        self.emit("conversation.user.started_speaking", {}, turn.latency.turn_idx)
+
+    def user_stopped(self, turn: UserTurn) -> None:
+        self.emit("conversation.user.stopped_speaking", {}, turn.latency.turn_idx)
+
+    def user_speech(self, turn: UserTurn, speech_s: float) -> None:
+        """Called on every frame while the participant speaks: barge-in once it lasts long enough."""
+        if turn.barged_in or speech_s * 1000.0 < self.settings.barge_in_min_ms:
+            return
+        if self._interrupt("barge_in"):
+            turn.barged_in = True
+            turn.overlapped = False
+
+    async def turn_complete(self, turn: UserTurn, transcript: Transcript) -> None:
+        text = (transcript.text or "").strip()
+        if not text:
+            return
+        if turn.overlapped and not turn.barged_in:
+            return  # spoke over the replica without interrupting it: a backchannel, not a turn
+        self._interrupt("superseded")  # an answer not yet audible is for an older, now extended, turn
+        self.emit("conversation.utterance", {"role": "user", "speech": text}, turn.latency.turn_idx)
+        self._remember("user", text)
+        lat = turn.latency
+        lat.extra["user_text"] = text
+        if transcript.language:
+            lat.extra["language"] = transcript.language
+        self._answer(lat)
+
+    # ================================================================ answering
+    def _answer(self, lat: TurnLatency) -> None:
+        speech = self._new_speech("response", latency=lat, turn_idx=lat.turn_idx)
+        self._run(speech, lambda: self._respond(speech))
+
+    def _messages(self) -> list[ChatMessage]:
+        """System message (stable, so the LLM's prefix cache holds) + history."""
+        s = self.settings
+        parts = [self.spec.system_prompt or s.system_prompt_default, self.spec.persona_context, self.context]
+        if s.tools:
+            specs = [t.get("function", t) for t in s.tools]
+            parts.append(
+                "You can call these tools. To call one, reply with only a JSON object "
+                '{"name": <tool name>, "arguments": {...}}.\n' + json.dumps(specs)
+            )
+        system = "\n\n".join(p.strip() for p in parts if p and p.strip())
+        return [ChatMessage("system", system)] + self.history[-s.history_max_messages :]
+
+    def _remember(self, role: str, text: str) -> None:
+        """Append to the history, merging consecutive messages of one role (an answer never heard)."""
+        if self.history and self.history[-1].role == role:
+            self.history[-1] = ChatMessage(role, f"{self.history[-1].content} {text}".strip())
+        else:
+            self.history.append(ChatMessage(role, text))
+
+    async def _respond(self, speech: Speech) -> None:
+        """LLM → chunker → queue → TTS → avatar. The LLM runs ahead in its own task while clauses are spoken."""
+        lat = speech.latency
+        queue: asyncio.Queue = asyncio.Queue()
+        stats = LLMStats()
+        producer = asyncio.ensure_future(self._llm_clauses(speech, queue, stats))
+        try:
+            await self._speak(speech, _drain(queue))
+            await producer
+        finally:
+            producer.cancel()
+            if lat is not None:
+                lat.extra.update(prompt_tokens=stats.prompt_tokens, cached_prompt_tokens=stats.cached_prompt_tokens,
+                                 completion_tokens=stats.completion_tokens)
+
+    async def _llm_clauses(self, speech: Speech, queue: asyncio.Queue, stats: LLMStats) -> None:
+        """Stream the LLM, cut clauses, hand them to the speaker; a tool call (JSON reply) becomes an event."""
+        lat, s = speech.latency, self.settings
+        chunker = ClauseChunker(s.chunker)
+        first_sent = False
+        tool_buffer: str | None = None
+        head = ""
+        try:
+            async for piece in self.stages.llm.stream(self._messages(), s.max_tokens, stats):
+                if lat is not None:
+                    lat.mark("llm_first_token", self.clock.monotonic())
+                if tool_buffer is not None:
+                    tool_buffer += piece
+                    continue
+                if s.tools and not first_sent and not head.strip():
+                    head += piece
+                    if head.lstrip().startswith(("{", "<tool_call>")):
+                        tool_buffer = head
+                        continue
+                for clause in chunker.push(piece):
+                    if lat is not None:
+                        lat.mark("first_clause", self.clock.monotonic())
+                    await queue.put(clause)
+                    if not first_sent and s.pause_llm_until_first_audio:
+                        # 2 cores: let the TTS have them until the first audio exists
+                        first_sent = True
+                        await speech.first_audio.wait()
+                    first_sent = True
+            if tool_buffer is not None:
+                self._tool_call(tool_buffer, speech)
+            for clause in chunker.flush():
+                if lat is not None:
+                    lat.mark("first_clause", self.clock.monotonic())
+                await queue.put(clause)
+        except (asyncio.CancelledError, StageFailure):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise StageFailure("llm", exc) from exc
+        finally:
+            queue.put_nowait(None)
+
+    def _tool_call(self, text: str, speech: Speech) -> None:
+        raw = text.strip().removeprefix("<tool_call>").removesuffix("</tool_call>").strip()
+        try:
+            call = json.loads(raw)
+            name = call.get("name") or call.get("tool")
+            arguments = call.get("arguments", call.get("parameters", {}))
+            if not isinstance(name, str):
+                raise ValueError("no tool name")
+        except (ValueError, AttributeError):
+            self.error(f"the LLM produced an unreadable tool call: {raw[:200]}", "llm", stage="llm")
+            return
+        self.emit("conversation.tool_call",
+                  {"name": name, "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)},
+                  speech.turn_idx, inference_id=speech.inference_id)
+
+    # ================================================================ interrupting
+    def _interrupt(self, reason: str) -> bool:
+        """Stop every interruptible speech (playing or still being produced). False if the greeting plays.
+
+        `reason`: barge_in | interaction (audible speech is cut, history truncated to the heard words);
+        superseded (only answers not yet audible are dropped, silently)."""
+        audible = self._audible()
+        if audible is not None and not audible.interruptible:
+            return False  # the greeting cannot be interrupted
+        targets = [sp for sp in self._speeches if sp.interruptible]
+        if reason == "superseded":
+            targets = [sp for sp in targets if not sp.started]
+        if not targets:
+            return False
+        now = self.clock.monotonic()
+        if any(sp.started for sp in targets):
+            self.barge_in_at.append(now)
+            self.stages.avatar.clear()
+            for q in self._outputs:  # frames already rendered with that audio must not go out either
+                while not q.empty():
+                    q.get_nowait()
+        target_ids = {id(sp) for sp in targets}
+        self._ledger = collections.deque(b for b in self._ledger if id(b.speech) not in target_ids)
+        for sp in targets:
+            if sp.task is not None:
+                sp.task.cancel()
+            if sp.latency is not None:
+                sp.latency.extra["interrupt_reason"] = reason
+            self._maybe_finish(sp, interrupted=True)
+        for key, (sp, _, _) in list(self._echo.items()):
+            if id(sp) in target_ids:
+                del self._echo[key]
+        return True
+
+    # ================================================================ interactions (data channel)
+    async def handle_interaction(self, message: object) -> None:
+        """Validate and apply one data-channel message; anything wrong → an error event, the call goes on."""
+        try:
+            event_type, props = self._validate(message)
+        except ValueError as exc:
+            self.error(str(exc), "interaction")
+            return
+        try:
+            if event_type == "conversation.echo":
+                self._echo_message(props)
+            elif event_type == "conversation.respond":
+                self._respond_message(props)
+            elif event_type == "conversation.interrupt":
+                self._interrupt("interaction")
+            elif event_type == "conversation.overwrite_llm_context":
+                self.context = _text_prop(props, "context", allow_empty=True)
+            elif event_type == "conversation.append_llm_context":
+                extra = _text_prop(props, "context")
+                self.context = f"{self.context} {extra}".strip()
+            elif event_type == "conversation.sensitivity":
+                self._sensitivity(props)
+        except (ValueError, PipelineConfigError) as exc:
+            self.error(str(exc), "interaction", received_event_type=event_type)
+
+    def _validate(self, message: object) -> tuple[str, dict]:
+        if isinstance(message, (str, bytes)):
+            try:
+                message = json.loads(message)
+            except ValueError:
+                raise ValueError("message is not JSON; send an object with message_type, event_type, properties") from None
+        if not isinstance(message, dict):
+            raise ValueError("message must be a JSON object with message_type, event_type, properties")
+        if message.get("message_type") != "conversation":
+            raise ValueError(f"message_type {message.get('message_type')!r} is not accepted; use 'conversation'")
+        event_type = message.get("event_type")
+        if event_type not in INTERACTIONS:
+            raise ValueError(f"event_type {event_type!r} is not accepted; accepted: {', '.join(sorted(INTERACTIONS))}")
+        cid = message.get("conversation_id")
+        if cid is not None and cid != self.conversation_id:
+            raise ValueError(f"conversation_id {cid!r} does not match this conversation ({self.conversation_id})")
+        props = message.get("properties", {})
+        if props is None:
+            props = {}
+        if not isinstance(props, dict):
+            raise ValueError(f"{event_type}: properties must be an object")
+        return event_type, props
+
+    def _respond_message(self, props: dict) -> None:
+        text = _text_prop(props, "text")
+        if self.echo_mode:
+            raise ValueError("conversation.respond is not available in echo pipeline_mode; use conversation.echo")
+        self._interrupt("interaction")
+        self.turn_idx += 1
+        now = self.clock.monotonic()
+        lat = TurnLatency(turn_idx=self.turn_idx, source="respond", speech_end=now, turn_decision=now, asr_final=now)
+        self.emit("conversation.utterance", {"role": "user", "speech": text})
+        self._remember("user", text)
+        self._answer(lat)
+
+    def _echo_message(self, props: dict) -> None:
+        modality = props.get("modality", "text")
+        inference_id = str(props.get("inference_id") or uuid.uuid4().hex[:12])
+        done = bool(props.get("done", True if modality == "text" and "inference_id" not in props else False))
+        if modality == "text":
+            text = _text_prop(props, "text", allow_empty=done)
+            speech, queue, chunker = self._echo_stream(inference_id)
+            for clause in chunker.push(text):
+                queue.put_nowait(clause)
+        elif modality == "audio":
+            audio = props.get("audio")
+            if not isinstance(audio, str):
+                raise ValueError("conversation.echo (audio): 'audio' must be base64 of 16-bit PCM")
+            try:
+                raw = base64.b64decode(audio, validate=True)
+            except ValueError:
+                raise ValueError("conversation.echo (audio): 'audio' is not valid base64") from None
+            rate = props.get("sample_rate", 24_000)
+            if not isinstance(rate, int) or not 8_000 <= rate <= 48_000:
+                raise ValueError("conversation.echo (audio): sample_rate must be an integer in 8000..48000")
+            pcm = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2")
+            speech, queue, chunker = self._echo_stream(inference_id)
+            if len(pcm):
+                queue.put_nowait(TTSChunk(resample(pcm, rate, self.stages.tts.sample_rate), self.stages.tts.sample_rate))
+        else:
+            raise ValueError(f"conversation.echo: modality {modality!r} is not accepted; use 'text' or 'audio'")
+        if done:
+            self._close_echo(inference_id)
+        else:
+            self._spawn(self._echo_idle(inference_id, speech))
+
+    def _echo_stream(self, inference_id: str) -> tuple[Speech, asyncio.Queue, ClauseChunker]:
+        if inference_id not in self._echo:
+            speech = self._new_speech("echo", inference_id=inference_id)
+            queue: asyncio.Queue = asyncio.Queue()
+            self._echo[inference_id] = (speech, queue, ClauseChunker(self.settings.chunker))
+            self._run(speech, lambda: self._speak_echo(speech, queue))
+        speech, queue, chunker = self._echo[inference_id]
+        speech.last_input = self.clock.monotonic()
+        return speech, queue, chunker
+
+    async def _speak_echo(self, speech: Speech, queue: asyncio.Queue) -> None:
+        """Echo items: text clauses go through the TTS, audio chunks straight to the avatar."""
+        async for item in _drain(queue):
+            if isinstance(item, TTSChunk):
+                clause = Clause("")
+                speech.clauses.append(clause)
+                self._push(speech, clause, item)
+            else:
+                await self._speak(speech, [item])
+
+    def _close_echo(self, inference_id: str) -> None:
+        entry = self._echo.pop(inference_id, None)
+        if entry is not None:
+            _, queue, chunker = entry
+            for clause in chunker.flush():
+                queue.put_nowait(clause)
+            queue.put_nowait(None)
+
+    async def _echo_idle(self, inference_id: str, speech: Speech) -> None:
+        """Echo text sent without `done`: speak the rest (and end the utterance) after a quiet spell."""
+        wait = self.settings.echo_idle_flush_ms / 1000.0
+        while inference_id in self._echo and self._echo[inference_id][0] is speech:
+            idle = self.clock.monotonic() - speech.last_input
+            if idle >= wait:
+                self._close_echo(inference_id)
+                return
+            await clock_sleep(self.clock, wait - idle)
+
+    def _sensitivity(self, props: dict) -> None:
+        levels = {SENSITIVITY_KEYS[k]: v for k, v in props.items() if k in SENSITIVITY_KEYS}
+        unknown = sorted(set(props) - set(SENSITIVITY_KEYS))
+        if unknown or not levels:
+            raise ValueError(
+                f"conversation.sensitivity: properties {unknown or '{}'} not accepted; use "
+                "participant_pause_sensitivity and/or participant_interrupt_sensitivity"
+            )
+        # VAD min silence is fixed when the VAD is built; the turn threshold, patience and barge-in apply now.
+        self.settings = self.settings.with_sensitivity(**levels)
+        self.listener.settings = self.settings
+
+
+def _text_prop(props: dict, key: str, allow_empty: bool = False) -> str:
+    value = props.get(key, "" if allow_empty else None)
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise StageInputError(f"'{key}' must be a non-empty string")
+    return value
+
+
+async def _aiter(items: AsyncIterator | Iterable) -> AsyncIterator:
+    if hasattr(items, "__aiter__"):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def _drain(queue: asyncio.Queue) -> AsyncIterator:
+    """Items from a queue until a None sentinel."""
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        yield item

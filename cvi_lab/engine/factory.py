@@ -1,0 +1,51 @@
+"""Build a ready `ConversationEngine` for one conversation from the root config and the persona.
+
+The calls layer's one entry point:
+
+    pool = StagePool()                       # one per server: loaded models are shared
+    engine = await create_engine(cfg, spec, layers=persona.layers, language="english", pool=pool,
+                                 sinks=Sinks(record_event=..., record_turn=...))
+    await engine.start()
+    endpoint = EngineEndpoint(engine, authorize=..., on_presence=...)   # give this to the transport
+    ...
+    await engine.stop("participant_left_timeout reached")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig
+
+from cvi_lab.clock import Clock
+from cvi_lab.engine.engine import ConversationEngine, ConversationSpec, Sinks, Stages
+from cvi_lab.engine.pipeline_config import PipelinePlan, build_plan
+from cvi_lab.engine.stage_pool import StagePool
+
+
+async def create_engine(
+    cfg: Mapping | DictConfig | None,
+    spec: ConversationSpec,
+    layers: Mapping[str, Any] | None = None,
+    language: str = "english",
+    pool: StagePool | None = None,
+    sinks: Sinks | None = None,
+    clock: Clock | None = None,
+    replica_dir: str | Path | None = None,
+    apply_greenscreen: bool = False,
+    seed: int | None = None,
+    conf_dir: str | Path | None = None,
+    plan: PipelinePlan | None = None,
+) -> ConversationEngine:
+    """Resolve the pipeline, load (or reuse) its stages, return an engine (not started yet)."""
+    plan = plan or build_plan(cfg, layers, language, spec.pipeline_mode, conf_dir)
+    avatar_kwargs: dict[str, Any] = {"replica_dir": str(replica_dir) if replica_dir else None,
+                                     "apply_greenscreen": bool(apply_greenscreen)}
+    if seed is not None:
+        avatar_kwargs["seed"] = int(seed)
+    loaded = await (pool or StagePool()).get_all(plan.stages, avatar_kwargs)
+    stages = Stages(**loaded)
+    engine = ConversationEngine(spec, stages, plan.settings, clock=clock, sinks=sinks)
+    engine.plan = plan
+    return engine

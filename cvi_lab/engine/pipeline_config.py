@@ -1,0 +1,216 @@
+"""A conversation's pipeline: stage configs and engine settings from the Hydra defaults + the persona.
+
+Why one function: the persona's `layers` (SPEC §2), the conversation's language route and the Hydra defaults
+all pick or tweak the same six stage configs; doing it in one place keeps precedence visible:
+Hydra defaults < language route < persona layers. Stage configs other than the default of their group are
+read from `conf/<group>/<name>.yaml`. Sensitivity words map to thresholds through the tables in
+`sensitivity.yaml` (engine defaults; to move to `conf/engine/default.yaml`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from cvi_lab.domain.languages import LanguageRoute, LanguageTable
+from cvi_lab.engine.chunker import ChunkerSettings
+
+STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
+SENSITIVITY_LEVELS = ("superlow", "verylow", "low", "medium", "high")
+DEFAULTS_FILE = Path(__file__).with_name("sensitivity.yaml")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class PipelineConfigError(ValueError):
+    """A persona layer or language names something we cannot build; the message lists what is accepted."""
+
+
+@dataclass
+class EngineSettings:
+    """Knobs of one conversation's engine (defaults: sensitivity.yaml, then cfg.engine, then the persona)."""
+
+    greeting: str = "Hey there, how's it going? What can I do for you today?"
+    apology: str = "Sorry, I ran into a problem on my side. Could you say that again?"
+    max_tokens: int = 96
+    chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
+    vad_min_silence_ms: float = 200
+    turn_threshold: float = 0.5
+    max_patience_ms: float = 1200
+    barge_in_min_ms: float = 500
+    min_turn_ms: float = 150
+    preroll_ms: float = 300
+    max_turn_s: float = 30
+    pause_llm_until_first_audio: bool = True
+    echo_idle_flush_ms: float = 700
+    history_max_messages: int = 40
+    system_prompt_default: str = ""
+    use_turn_detector: bool = True
+    language_code: str | None = "en"  # ASR language; None = detect per utterance (multilingual)
+    tools: list[dict] = field(default_factory=list)
+    # the word -> threshold tables, kept so `conversation.sensitivity` can re-map at run time
+    tables: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)
+
+    def with_sensitivity(self, **levels: str | None) -> "EngineSettings":
+        """A copy with sensitivity words applied, e.g. pause_sensitivity="high", replica_interruptibility="low".
+
+        Keys: pause_sensitivity, interrupt_sensitivity, turn_taking_patience, replica_interruptibility
+        (applied in that order, so conversational_flow wins over stt)."""
+        out = dataclasses.replace(self)
+        for key in ("pause_sensitivity", "interrupt_sensitivity", "turn_taking_patience", "replica_interruptibility"):
+            level = levels.get(key)
+            if level is None:
+                continue
+            table = self.tables.get(key, {})
+            level = str(level).strip().lower()
+            if level not in table:
+                raise PipelineConfigError(f"{key} {level!r} is not accepted; use one of: {', '.join(table)}")
+            for name, value in table[level].items():
+                setattr(out, name, value)
+        return out
+
+
+def load_engine_settings(cfg: Mapping | DictConfig | None = None) -> EngineSettings:
+    """sensitivity.yaml overlaid with cfg.engine (if the root config has an `engine` group)."""
+    raw = OmegaConf.to_container(OmegaConf.load(DEFAULTS_FILE), resolve=True)
+    over = (cfg or {}).get("engine") if cfg is not None else None
+    if over:
+        raw = OmegaConf.to_container(OmegaConf.merge(raw, over), resolve=True)
+    tables = {k: raw.pop(k) for k in ("pause_sensitivity", "interrupt_sensitivity", "replica_interruptibility", "turn_taking_patience")}
+    known = {f.name for f in dataclasses.fields(EngineSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise PipelineConfigError(f"engine settings {unknown} are not known; accepted: {sorted(known)}")
+    raw["chunker"] = ChunkerSettings(**raw.get("chunker", {}))
+    return EngineSettings(**raw, tables=tables)
+
+
+@dataclass
+class PipelinePlan:
+    """What to build for one conversation."""
+
+    stages: dict[str, DictConfig]  # group -> config with `_target_`; echo mode has no asr/llm/turn
+    settings: EngineSettings
+    route: LanguageRoute
+    pipeline_mode: str = "full"
+    choices: dict[str, str] = field(default_factory=dict)  # group -> conf file name (or "<default>")
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_choices(conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """The group -> name choices of the root config's defaults list (what `cfg.<group>` was built from)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return {k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if k in STAGE_GROUPS}
+    except Exception:  # noqa: BLE001 - hydra absent or not initialised: read the file instead
+        pass
+    serve = conf_dir / "serve.yaml"
+    out: dict[str, str] = {}
+    if serve.exists():
+        for item in OmegaConf.load(serve).get("defaults", []):
+            if isinstance(item, (dict, DictConfig)):
+                for k, v in item.items():
+                    if k in STAGE_GROUPS:
+                        out[str(k)] = str(v)
+    return out
+
+
+def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def _load_stage(group: str, name: str, cfg: Mapping | None, choices: dict[str, str], conf_dir: Path) -> DictConfig:
+    """cfg.<group> when `name` is the group's default (keeps command-line overrides), else the conf file."""
+    if cfg is not None and group in cfg and choices.get(group) == name:
+        return copy.deepcopy(cfg[group]) if isinstance(cfg[group], DictConfig) else OmegaConf.create(dict(cfg[group]))
+    path = conf_dir / group / f"{name}.yaml"
+    if not path.exists():
+        raise PipelineConfigError(f"{group} {name!r} is not available; available: {', '.join(available(group, conf_dir)) or 'none'}")
+    return OmegaConf.load(path)
+
+
+def _set_known(stage: DictConfig, values: Mapping[str, Any], where: str, warnings: list[str]) -> None:
+    """Set keys the stage config declares; others are reported (instantiate would reject them)."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key in stage:
+            stage[key] = value
+        else:
+            warnings.append(f"{where}: {key!r} ignored; {stage.get('_target_', 'stage')} has no such setting")
+
+
+def build_plan(
+    cfg: Mapping | DictConfig | None,
+    layers: Mapping[str, Any] | None = None,
+    language: str = "english",
+    pipeline_mode: str = "full",
+    conf_dir: Path | str | None = None,
+) -> PipelinePlan:
+    """Resolve the stage configs and engine settings of one conversation."""
+    conf_dir = Path(conf_dir) if conf_dir else CONF_DIR
+    layers = {k: dict(v or {}) for k, v in (layers or {}).items()}
+    if pipeline_mode not in ("full", "echo"):
+        raise PipelineConfigError(f"pipeline_mode {pipeline_mode!r} is not accepted; use 'full' or 'echo'")
+    choices = default_choices(conf_dir)
+    for group in STAGE_GROUPS:
+        if cfg is None or group not in cfg:
+            choices.setdefault(group, "")
+    langs = (cfg or {}).get("languages") if cfg is not None else None
+    if not langs:
+        langs = OmegaConf.load(conf_dir / "languages" / "default.yaml")
+    route = LanguageTable(OmegaConf.to_container(langs, resolve=True) if isinstance(langs, DictConfig) else langs).resolve(language)
+    settings = load_engine_settings(cfg)
+    settings.language_code = route.code
+    warnings: list[str] = []
+
+    llm, tts, stt = layers.get("llm", {}), layers.get("tts", {}), layers.get("stt", {})
+    flow, avatar = layers.get("conversational_flow", {}), layers.get("avatar", {})
+    names = dict(choices)
+    names["asr"] = stt.get("stt_engine") or route.asr
+    names["tts"] = tts.get("tts_engine") or route.tts or choices.get("tts", "")
+    if llm.get("base_url"):
+        names["llm"] = "openai_compatible"
+    elif llm.get("model") and (conf_dir / "llm" / f"{llm['model']}.yaml").exists():
+        names["llm"] = str(llm["model"])
+    elif llm.get("model"):
+        warnings.append(f"llm.model {llm['model']!r} ignored: no base_url and no conf/llm/{llm['model']}.yaml")
+    turn_model = flow.get("turn_detection_model")
+    if turn_model and str(turn_model).lower() not in ("none", "off", "silence"):
+        names["turn"] = str(turn_model)
+    if str(turn_model).lower() in ("none", "off", "silence") or stt.get("smart_turn_detection") is False:
+        settings.use_turn_detector = False
+    if avatar.get("model"):
+        names["avatar"] = str(avatar.pop("model"))
+
+    needed = ["vad", "tts", "avatar"] + (["turn", "asr", "llm"] if pipeline_mode == "full" else [])
+    if not settings.use_turn_detector and "turn" in needed:
+        needed.remove("turn")
+    stages = {group: _load_stage(group, names[group], cfg, choices, conf_dir) for group in needed}
+
+    if "llm" in stages and llm.get("base_url"):
+        _set_known(stages["llm"], {k: llm.get(k) for k in ("base_url", "model", "api_key")}, "layers.llm", warnings)
+    if llm.get("tools"):
+        settings.tools = list(llm["tools"])
+    if route.tts and names["tts"] == route.tts and route.tts_overrides:
+        _set_known(stages["tts"], route.tts_overrides, f"language {route.name}", warnings)
+    _set_known(stages["tts"], {k: v for k, v in tts.items() if k != "tts_engine"}, "layers.tts", warnings)
+    if "asr" in stages and stt.get("hotwords"):
+        _set_known(stages["asr"], {"hotwords": stt["hotwords"]}, "layers.stt", warnings)
+    _set_known(stages["avatar"], avatar, "layers.avatar", warnings)
+
+    settings = settings.with_sensitivity(
+        pause_sensitivity=stt.get("participant_pause_sensitivity"),
+        interrupt_sensitivity=stt.get("participant_interrupt_sensitivity"),
+        turn_taking_patience=flow.get("turn_taking_patience"),
+        replica_interruptibility=flow.get("replica_interruptibility"),
+    )
+    if "min_silence_ms" in stages["vad"]:
+        stages["vad"]["min_silence_ms"] = settings.vad_min_silence_ms
+    return PipelinePlan(stages, settings, route, pipeline_mode, {g: names[g] for g in needed}, warnings)

@@ -1,0 +1,76 @@
+"""Stage instances shared across conversations, keyed by their resolved config.
+
+Why: loading SmolLM2, whisper, piper or smart-turn takes seconds and hundreds of MB; two conversations with
+the same config can share one instance (their inference goes through `run_blocking`, so it is serialised by
+the executor, not by us). Stages that keep per-call state get their own instance per conversation:
+- VAD: streaming state (recurrent state, sample counter) -> per conversation, created from the config
+  (cheap: silero's ONNX session loads in ~50 ms);
+- avatar renderer: its audio queue and frame clock -> per conversation, a fresh instance built with the
+  conversation's replica_dir / apply_greenscreen (the portrait loads in well under a second);
+- turn detector, ASR, LLM, TTS: stateless between calls -> shared. An LLM's prefix cache lives in the shared
+  instance; if it offers `fork()` each conversation gets its own fork (its own cache), else conversations
+  share (and may evict) the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+PER_CONVERSATION = ("vad", "avatar")
+FORKABLE = ("llm",)
+
+
+def config_key(group: str, cfg: DictConfig | dict) -> str:
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return group + ":" + json.dumps(data, sort_keys=True, default=str)
+
+
+def instantiate(cfg: DictConfig | dict, **kwargs: Any) -> Any:
+    from hydra.utils import instantiate as hydra_instantiate
+
+    return hydra_instantiate(cfg, _convert_="all", **kwargs)
+
+
+class StagePool:
+    """`await pool.get(group, cfg)` -> a warmed-up stage for one conversation (shared or its own)."""
+
+    def __init__(self) -> None:
+        self._shared: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _shared_instance(self, group: str, cfg: DictConfig | dict) -> Any:
+        key = config_key(group, cfg)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._shared:
+                stage = instantiate(cfg)
+                await stage.warmup()
+                self._shared[key] = stage
+            return self._shared[key]
+
+    async def get(self, group: str, cfg: DictConfig | dict, **kwargs: Any) -> Any:
+        """A warmed-up stage; `kwargs` (per-conversation arguments, e.g. the avatar's replica_dir) imply
+        a per-conversation instance."""
+        if group in PER_CONVERSATION or kwargs:
+            stage = instantiate(cfg, **kwargs)
+            await stage.warmup()
+            return stage
+        shared = await self._shared_instance(group, cfg)
+        if group in FORKABLE and hasattr(shared, "fork"):
+            return shared.fork()
+        return shared
+
+    async def get_all(self, stages: dict[str, DictConfig], avatar_kwargs: dict | None = None) -> dict[str, Any]:
+        """Load one after another: parallel loads only fight for the two cores."""
+        out = {}
+        for group, cfg in stages.items():
+            out[group] = await self.get(group, cfg, **((avatar_kwargs or {}) if group == "avatar" else {}))
+        return out
+
+    @property
+    def loaded(self) -> list[str]:
+        return [k.split(":", 1)[0] for k in self._shared]

