@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -75,7 +76,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> Api
         return ApiError(400, f"unknown field {field!r}{hint}", field)
     if etype == "missing":
         return ApiError(400, f"{field} is required", field)
-    msg = err["msg"]
+    msg = re.sub(r"a valid dictionary or instance of \w+", "a JSON object", err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
         if not clean:  # a model-level rule; its message names the field itself
