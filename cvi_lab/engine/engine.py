@@ -238,6 +238,11 @@ class ConversationEngine:
         """The replica has something to say or is saying it."""
         return bool(self._speeches or self._ledger)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to say and no participant turn being listened to or decided."""
+        return not self.busy and self.listener.turn is None
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

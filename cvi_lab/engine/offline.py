@@ -67,19 +67,21 @@ class Send:
 
 @dataclass
 class WaitFor:
-    """Keep the microphone silent until an event arrives (counted from this step on), or time out."""
+    """Keep the microphone silent until an event arrives, or time out. Events count from the start of the
+    previous step (so "Say, then WaitFor the answer" sees an event that came while the Say was playing)."""
 
     event_type: str
-    timeout: float = 30.0
+    timeout: float = 15.0
     predicate: Callable[[dict], bool] | None = None
 
 
 @dataclass
 class WaitQuiet:
-    """Keep the microphone silent until the replica has not spoken for `quiet_s` (or time out)."""
+    """Keep the microphone silent until the engine is idle (no turn pending, nothing to say) and the replica
+    has been silent for `quiet_s` (or time out)."""
 
     quiet_s: float = 0.6
-    timeout: float = 30.0
+    timeout: float = 15.0
 
 
 Step = Join | Leave | Say | Pause | Send | WaitFor | WaitQuiet
@@ -179,8 +181,10 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
         audible = res.audible_times()
         return audible[-1] if audible else -1.0
 
+    prev_start = 0  # index in res.events where the previous step began
     try:
         for step in script:
+            step_start = len(res.events)
             if isinstance(step, Join):
                 await engine.participant_joined(step.participant_id)
             elif isinstance(step, Leave):
@@ -204,7 +208,7 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
                 res.says.append({"label": step.label, "start": start, "end": end,
                                  "speech_end": end - (fed_s - end_off / speed)})
             elif isinstance(step, WaitFor):
-                n0 = len(res.events)
+                n0 = prev_start
                 deadline = now() + step.timeout
                 while now() < deadline:
                     if any(e["event_type"] == step.event_type and (step.predicate is None or step.predicate(e))
@@ -216,11 +220,12 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
             elif isinstance(step, WaitQuiet):
                 deadline = now() + step.timeout
                 while now() < deadline:
-                    if now() - max(last_replica_sound(), 0.0) >= step.quiet_s and not engine.busy:
+                    if now() - max(last_replica_sound(), 0.0) >= step.quiet_s and engine.idle:
                         break
                     await feed(silent)
             else:
                 raise TypeError(f"unknown script step {step!r}")
+            prev_start = step_start
         res.latencies = list(engine.latencies)
     finally:
         unsubscribe()
