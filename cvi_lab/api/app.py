@@ -122,7 +122,7 @@ def create_app(
     app.router.add_get("/health", health)
     for installer in [*(load_object(p) for p in server.get("installers") or []), *installers]:
         installer(app)
-    if "meet" not in app.router.named_resources():
+    if not any(r.canonical == "/meet/{conversation_id}" for r in app.router.resources()):
         app.router.add_get("/meet/{conversation_id}", meet_placeholder, name="meet")
 
     async def on_startup(_: web.Application) -> None:

@@ -9,9 +9,10 @@ to the store as it happens; `start()` resolves conversations a killed server lef
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import secrets
-from typing import Any, Coroutine, Mapping
+from typing import Any, Callable, Coroutine, Mapping
 
 from cvi_lab.calls.call import Call, RuntimeFactory
 from cvi_lab.calls.replicas import ReplicaService
@@ -54,6 +55,7 @@ class ConversationManager:
         self.runtime_stop_timeout_s = float(server.get("runtime_stop_timeout_s", 10.0))
         self.live: dict[str, Call] = {}
         self._factories: list[RuntimeFactory] = []
+        self._end_listeners: list[Callable[[str, str], Any]] = []
         self._tasks: set[asyncio.Task] = set()
         self._heartbeat: TimerHandle | None = None
         self._closed = False
@@ -62,6 +64,11 @@ class ConversationManager:
     def add_runtime_factory(self, factory: RuntimeFactory) -> None:
         """`factory(call, room, cfg)` -> object with async start()/stop(reason); see calls/call.py."""
         self._factories.append(factory)
+
+    def add_end_listener(self, listener: Callable[[str, str], Any]) -> None:
+        """`listener(conversation_id, shutdown_reason)` (sync or async) after a live call ended, e.g. the
+        transport closing its peers. Errors are logged, never raised into the end."""
+        self._end_listeners.append(listener)
 
     def validation_context(self) -> dict[str, Any]:
         return {"limits": self.limits}
@@ -290,6 +297,13 @@ class ConversationManager:
             if record is not None:
                 self._finish_record(record, reason)
             call.ended.set()
+        for listener in list(self._end_listeners):
+            try:
+                result = listener(conversation_id, reason)
+                if inspect.isawaitable(result):
+                    await asyncio.wait_for(result, self.runtime_stop_timeout_s)
+            except Exception:
+                self.log.exception("end listener %r failed", listener)
         return self.get(conversation_id)
 
     def _finish_record(self, record: dict[str, Any], reason: str) -> None:

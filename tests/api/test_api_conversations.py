@@ -159,3 +159,22 @@ def test_the_configured_builder_is_the_real_one_and_importable():
     cfg = compose_config([f"~{g}" for g in STAGE_GROUPS])
     builder = load_object(cfg.server.replica_builder)
     assert callable(builder) and builder.__module__ == "cvi_lab.stages.avatar.replica_builder"
+
+
+async def test_transport_installer_mounts_the_meeting_routes(tmp_path, clock):
+    import pytest
+
+    pytest.importorskip("aiortc")
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from cvi_lab.api.app import create_app
+    from cvi_lab.api.plugins import install_transport
+    from tests.helpers.config import make_cfg
+
+    app = create_app(make_cfg(tmp_path), clock=clock, installers=[install_transport])
+    async with TestClient(TestServer(app)) as client:
+        c = await (await client.post("/v2/conversations", json={"replica_id": DEFAULT_REPLICA_ID})).json()
+        page = await client.get(f"/meet/{c['conversation_id']}")
+        assert page.status in (200, 404) and "no WebRTC transport installed" not in await page.text()
+        ended = await client.post(f"/v2/conversations/{c['conversation_id']}/end")
+        assert ended.status == 200

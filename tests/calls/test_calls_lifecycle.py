@@ -217,3 +217,20 @@ async def test_meeting_token_required_and_expires(make_env, clock):
     clock.advance(61)
     assert m.authorize(cid, token) == "the meeting_token has expired"
     assert m.authorize("cffffffff", token) == "unknown conversation"
+
+
+async def test_end_listeners_run_after_the_end_and_errors_do_not_break_it(make_env):
+    m = (await make_env())["manager"]
+    seen = []
+
+    async def closer(cid, reason):
+        seen.append((cid, reason, m.call(cid) is None))
+
+    def broken(cid, reason):
+        raise RuntimeError("listener bug")
+
+    m.add_end_listener(broken)
+    m.add_end_listener(closer)
+    cid = (await m.create(req()))["conversation_id"]
+    rec = await m.end(cid)
+    assert rec["status"] == "ended" and seen == [(cid, ShutdownReason.END_ENDPOINT, True)]
