@@ -1,0 +1,180 @@
+"""Offline mode: the real engine (real models) fed the participant's audio by `cvi_lab.engine.offline`.
+
+Why: no WebRTC, no real-time microphone (frames are fed `participant.speed` times faster than real time;
+the replica's own frames stay paced by the avatar), so quality metrics are reproducible: the same config
+and seed give the same transcripts. Latency here is the driver's: from the end of the participant's speech
+to the first audible replica frame leaving the engine, with the engine's per-stage marks as detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset, Script
+from cvi_lab.lab.metrics import TurnResult
+from cvi_lab.lab.runner import RunResult, apply_engine_record, participant_audio, stage_layers
+
+log = logging.getLogger("cvi_lab.lab")
+AUDIBLE_DBFS = -45.0
+VIDEO_MAX_S = 40.0
+
+
+async def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
+    from tqdm import tqdm
+
+    from cvi_lab.engine.stage_pool import StagePool
+    from cvi_lab.lab.app import hydra_context
+
+    choices = hydra_context().get("choices", {})
+    pool = StagePool()
+    result = RunResult()
+    bar = tqdm(total=len(data.utterances), desc="offline turns", unit="turn")
+    for i, script in enumerate(data.scripts):
+        record = i == 0 and (cfg.metrics.sample_video or cfg.metrics.lipsync)
+        await _call(cfg, data, script, pool, choices, result, out_dir, record, bar)
+    bar.close()
+    close = getattr(pool, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            res = close()
+            if asyncio.iscoroutine(res):
+                await res
+    return result
+
+
+def _steps(cfg: Any, data: Dataset, script: Script) -> list:
+    from cvi_lab.engine import offline as O
+
+    max_reply = float(cfg.participant.max_reply_s)
+    steps: list = [O.Join("participant")]
+    # the greeting is spoken on join and cannot be interrupted: wait it out (not a measured turn)
+    steps.append(O.WaitQuiet(quiet_s=0.6, timeout=max_reply))
+    utts = script.utterances
+    for i, utt in enumerate(utts):
+        pcm = participant_audio(cfg, data, utt)
+        steps.append(O.Say(pcm, label=utt.uid))
+        nxt = utts[i + 1] if i + 1 < len(utts) else None
+        if nxt is not None and nxt.barge_in_after_s is not None:
+            steps.append(O.WaitFor("conversation.replica.started_speaking", timeout=max_reply))
+            steps.append(O.Pause(nxt.barge_in_after_s))
+        else:
+            steps.append(O.WaitQuiet(quiet_s=0.8, timeout=max_reply))
+    steps.append(O.Leave("participant"))
+    return steps
+
+
+async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, result: RunResult,
+                out_dir: Path, record: bool, bar) -> None:
+    from cvi_lab.domain.persona import DEFAULT_PERSONA
+    from cvi_lab.engine import offline as O
+    from cvi_lab.engine.engine import ConversationSpec
+    from cvi_lab.engine.factory import create_engine
+
+    spec = ConversationSpec(conversation_id=f"lab-{script.id}", system_prompt=DEFAULT_PERSONA.get("system_prompt") or "",
+                            persona_context=DEFAULT_PERSONA.get("context") or "",
+                            conversational_context=script.context or "")
+    engine = await create_engine(cfg, spec, layers=stage_layers(choices), pool=pool, seed=int(cfg.seed),
+                                 language=script.language or str(cfg.participant.language))
+    images: list[np.ndarray] = []
+    frame_audio: list[np.ndarray] = []
+    fps = float(getattr(engine.stages.avatar, "fps", 25))
+
+    async def grab() -> None:
+        async for frame in engine.frames():
+            if len(images) < VIDEO_MAX_S * fps:
+                images.append(frame.image[::2, ::2].copy())
+                frame_audio.append(frame.audio)
+
+    await engine.start()
+    grabber = asyncio.ensure_future(grab()) if record else None
+    try:
+        res = await O.run_script(engine, _steps(cfg, data, script), speed=float(cfg.participant.speed))
+    finally:
+        await engine.stop("end_conversation_endpoint_hit")
+        if grabber is not None:
+            grabber.cancel()
+            with contextlib.suppress(BaseException):
+                await grabber
+    bar.update(len(script.utterances))
+    result.events += [{"script": script.id, **e} for e in res.events]
+    result.extra_metrics["loop_lag_max_ms"] = max(result.extra_metrics.get("loop_lag_max_ms", 0.0), res.loop_lag_max_ms)
+    _collect(script, res, result, float(cfg.participant.lead_silence_s) / float(cfg.participant.speed))
+    if record and images:
+        rate = res.audio_rate or 22_050
+        result.frames.append((images, frame_audio, fps))
+        if cfg.metrics.sample_video:
+            from cvi_lab.lab.video import write_call_video
+            from cvi_lab.stages.base import VideoFrame
+
+            frames = [VideoFrame(img, i / fps, a, rate) for i, (img, a) in enumerate(zip(images, frame_audio))]
+            path = write_call_video(frames, out_dir / f"call_{script.id}.mp4", fps=int(fps))
+            if path:
+                result.artifacts.append(path)
+
+
+def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
+    """Per-utterance results: user/replica utterance events matched to each `Say` by arrival time."""
+    from cvi_lab.audio import rms_dbfs
+
+    says = {s["label"]: s for s in res.says}
+    latencies = dict(zip((s["label"] for s in res.says), res.response_latencies()))
+    records = {m.get("turn_idx"): m for m in res.latencies}
+    utts = script.utterances
+    audible = [(t, rms_dbfs(a) > AUDIBLE_DBFS if len(a) else False) for t, a in zip(res.frame_times, res.frame_audio)]
+    for i, utt in enumerate(utts):
+        t = TurnResult(script.id, utt.turn, utt.text)
+        say = says.get(utt.uid)
+        if say is None:
+            t.error = "not spoken (the script stopped early)"
+            result.turns.append(t)
+            continue
+        nxt = says.get(utts[i + 1].uid) if i + 1 < len(utts) else None
+        end = nxt["start"] if nxt else float("inf")
+        users = [e for e in res.events if e["event_type"] == "conversation.utterance"
+                 and e["properties"].get("role") == "user" and say["start"] <= e["_t"] < end]
+        turn_ids = [e.get("turn_idx") for e in users]
+        t.heard = " ".join(e["properties"].get("speech", "") for e in users)
+        replies = [e for e in res.events if e["event_type"] == "conversation.utterance"
+                   and e["properties"].get("role") == "replica" and e.get("turn_idx") in turn_ids]
+        t.replica_text = " ".join(e["properties"].get("speech", "") for e in replies)
+        for tid in turn_ids:  # the record of the committed turn (the last one if VAD split it)
+            if tid in records:
+                apply_engine_record(t, records[tid])
+        if latencies.get(utt.uid) is not None:
+            t.response_latency_s = latencies[utt.uid]  # as the participant hears it
+        if not users:
+            t.error = t.error or "the replica did not take this turn"
+        if utt.barge_in_after_s is not None:
+            t.barge_in = True
+            t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)
+        if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
+            first = say["speech_end"] + latencies[utt.uid]
+            pcm = res.replica_audio(first - 0.05, end)
+            if len(pcm):
+                result.replica_audio[(script.id, utt.turn)] = (pcm, res.audio_rate)
+        result.turns.append(t)
+
+
+def _stop_after(audible: list[tuple[float, bool]], start: float, quiet_s: float = 0.3) -> float | None:
+    """Seconds from `start` (participant begins talking over the replica) to the replica's audio stopping
+    for good (`quiet_s` of inaudible frames); None if the replica was not speaking then."""
+    speaking_then = any(a for t, a in audible if start - 0.2 <= t < start + 0.1)
+    if not speaking_then:
+        return None
+    last_loud = None
+    for t, loud in audible:
+        if t < start:
+            continue
+        if loud:
+            last_loud = t
+        elif last_loud is not None and t - last_loud >= quiet_s:
+            return last_loud - start
+        elif last_loud is None and t - start >= quiet_s:
+            return 0.0
+    return None
