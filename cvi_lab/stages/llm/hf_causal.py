@@ -26,36 +26,9 @@ from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from cvi_lab import assets
 from cvi_lab.stages.base import LLM, ChatMessage, LLMStats, ModelMissingError, StageInputError
+from cvi_lab.stages.llm.messages import check_max_tokens, normalize_messages
 
 log = logging.getLogger(__name__)
-
-ROLES = ("system", "user", "assistant", "tool")
-
-
-def normalize_messages(messages: Sequence[ChatMessage | Mapping[str, Any]], who: str) -> list[dict[str, str]]:
-    """ChatMessage objects or {"role", "content"} dicts -> list of dicts; clear errors for bad input."""
-    if isinstance(messages, (str, bytes)) or not messages:
-        raise StageInputError(f"{who}: messages must be a non-empty list of chat messages (role + content)")
-    out: list[dict[str, str]] = []
-    for i, m in enumerate(messages):
-        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None)
-        content = m.get("content") if isinstance(m, Mapping) else getattr(m, "content", None)
-        if role not in ROLES:
-            raise StageInputError(f"{who}: message {i} has role {role!r}; accepted roles: {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise StageInputError(f"{who}: message {i} content must be a string, got {type(content).__name__}")
-        out.append({"role": role, "content": content})
-    if not any(m["content"].strip() for m in out if m["role"] != "system"):
-        raise StageInputError(f"{who}: no user/assistant message with text; give at least one non-empty turn")
-    return out
-
-
-def check_max_tokens(max_tokens: int | None, default: int, who: str) -> int:
-    n = default if max_tokens is None else max_tokens
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise StageInputError(f"{who}: max_tokens {max_tokens!r} is not accepted; use a positive integer or None")
-    return n
-
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))

@@ -1,0 +1,34 @@
+"""Chat-message validation shared by the LLM backends: one wording for bad input everywhere."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from cvi_lab.stages.base import ChatMessage, StageInputError
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def normalize_messages(messages: Sequence[ChatMessage | Mapping[str, Any]], who: str) -> list[dict[str, str]]:
+    """ChatMessage objects or {"role", "content"} dicts -> list of dicts; clear errors for bad input."""
+    if isinstance(messages, (str, bytes)) or not messages:
+        raise StageInputError(f"{who}: messages must be a non-empty list of chat messages (role + content)")
+    out: list[dict[str, str]] = []
+    for i, m in enumerate(messages):
+        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None)
+        content = m.get("content") if isinstance(m, Mapping) else getattr(m, "content", None)
+        if role not in ROLES:
+            raise StageInputError(f"{who}: message {i} has role {role!r}; accepted roles: {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise StageInputError(f"{who}: message {i} content must be a string, got {type(content).__name__}")
+        out.append({"role": role, "content": content})
+    if not any(m["content"].strip() for m in out if m["role"] != "system"):
+        raise StageInputError(f"{who}: no user/assistant message with text; give at least one non-empty turn")
+    return out
+
+
+def check_max_tokens(max_tokens: int | None, default: int, who: str) -> int:
+    n = default if max_tokens is None else max_tokens
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise StageInputError(f"{who}: max_tokens {max_tokens!r} is not accepted; use a positive integer or None")
+    return n
