@@ -209,7 +209,19 @@ class ConversationEngine:
             return
         self.running = True
         self._pump_task = asyncio.ensure_future(self._pump())
+        self._spawn(self._prime_llm())
         self.emit("system.replica_joined", {"replica_id": self.spec.replica_id}, message_type="system")
+
+    async def _prime_llm(self) -> None:
+        """Pre-fill the LLM's prefix cache with this call's system message, off the critical path, so the
+        first answer only prefills the new turn (HFCausalLLM.warmup(system_prompt=...))."""
+        warmup = getattr(self.stages.llm, "warmup", None)
+        if self.echo_mode or warmup is None or "system_prompt" not in inspect.signature(warmup).parameters:
+            return
+        try:
+            await warmup(system_prompt=self._messages()[0].content)
+        except Exception as exc:  # noqa: BLE001 - a failing warm-up shows up again (and is reported) on use
+            log.warning("LLM prefix priming failed: %s", exc)
 
     async def stop(self, reason: str = "end_conversation_endpoint_hit") -> None:
         """Announce the shutdown, cancel all work, end the frame streams. Idempotent."""

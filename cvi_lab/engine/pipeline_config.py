@@ -181,11 +181,11 @@ def build_plan(
         names["llm"] = str(llm["model"])
     elif llm.get("model"):
         warnings.append(f"llm.model {llm['model']!r} ignored: no base_url and no conf/llm/{llm['model']}.yaml")
-    turn_model = flow.get("turn_detection_model")
-    if turn_model and str(turn_model).lower() not in ("none", "off", "silence"):
-        names["turn"] = str(turn_model)
-    if str(turn_model).lower() in ("none", "off", "silence") or stt.get("smart_turn_detection") is False:
-        settings.use_turn_detector = False
+    turn_model = str(flow.get("turn_detection_model") or "").strip()
+    if turn_model.lower() in ("none", "off") or stt.get("smart_turn_detection") is False:
+        settings.use_turn_detector = False  # end of turn = VAD pause + patience only
+    elif turn_model:
+        names["turn"] = turn_model
     if avatar.get("model"):
         names["avatar"] = str(avatar.pop("model"))
 
@@ -202,7 +202,9 @@ def build_plan(
         _set_known(stages["tts"], route.tts_overrides, f"language {route.name}", warnings)
     _set_known(stages["tts"], {k: v for k, v in tts.items() if k != "tts_engine"}, "layers.tts", warnings)
     if "asr" in stages and stt.get("hotwords"):
-        _set_known(stages["asr"], {"hotwords": stt["hotwords"]}, "layers.stt", warnings)
+        hot = stt["hotwords"]
+        _set_known(stages["asr"], {"hotwords": " ".join(hot) if isinstance(hot, (list, tuple)) else str(hot)},
+                   "layers.stt", warnings)
     _set_known(stages["avatar"], avatar, "layers.avatar", warnings)
 
     settings = settings.with_sensitivity(

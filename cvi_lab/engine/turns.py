@@ -181,17 +181,17 @@ class TurnTaking:
         s, lat = self.settings, turn.latency
         asr_task = asyncio.ensure_future(self._transcribe(turn, audio))
         try:
+            prob = 0.0  # no detector: the pause alone ends the turn, after the full patience
             if self.detector is not None and s.use_turn_detector:
                 silence_s = s.vad_min_silence_ms / 1000.0
                 try:
                     prob = await self.detector.predict(audio, self.rate, silence_s)
                 except StageError as exc:  # a broken detector must not stall the call: fall back to patience
                     self.handler.stage_failed("turn", exc)
-                    prob = 0.0
                 lat.extra["turn_prob"] = round(float(prob), 3)
-                if prob < s.turn_threshold:
-                    await clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0)
-                    lat.extra["turn_by_patience"] = True
+            if prob < s.turn_threshold:
+                await clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0)
+                lat.extra["turn_by_patience"] = True
             lat.turn_decision = self.clock.monotonic()
             transcript = await asr_task
         except BaseException:

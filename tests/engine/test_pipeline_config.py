@@ -1,0 +1,100 @@
+"""Persona layers + language + Hydra defaults -> stage configs and engine settings (no models loaded)."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from cvi_lab.engine.pipeline_config import CONF_DIR, PipelineConfigError, build_plan, load_engine_settings
+
+GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
+
+
+def cfg(**over):
+    """A root config as Hydra composes it: the default file of each group, plus overrides."""
+    base = {g: OmegaConf.load(CONF_DIR / g / f"{name}.yaml") for g, name in
+            dict(vad="silero", turn="smart_turn_v3", asr="faster_whisper_tiny_en", llm="hf_causal", tts="piper",
+                 avatar="portrait").items() if (CONF_DIR / g / f"{name}.yaml").exists()}
+    base["languages"] = OmegaConf.load(CONF_DIR / "languages" / "default.yaml")
+    c = OmegaConf.create(base)
+    for k, v in over.items():
+        OmegaConf.update(c, k, v)
+    return c
+
+
+def needs(*paths):
+    missing = [p for p in paths if not (CONF_DIR / p).exists()]
+    return pytest.mark.skipif(bool(missing), reason=f"stage configs not installed yet: {missing}")
+
+
+@needs("llm/hf_causal.yaml", "tts/piper.yaml", "asr/faster_whisper_tiny_en.yaml", "turn/smart_turn_v3.yaml")
+def test_defaults_keep_command_line_overrides():
+    plan = build_plan(cfg(**{"llm.temperature": 0.7}))
+    assert set(plan.stages) == set(GROUPS)
+    assert plan.stages["llm"].temperature == 0.7  # cfg.llm kept, not re-read from the file
+    assert plan.stages["vad"].min_silence_ms == plan.settings.vad_min_silence_ms == 200
+    assert plan.settings.language_code == "en" and plan.settings.use_turn_detector
+    assert plan.warnings == []
+
+
+@needs("llm/hf_causal.yaml", "tts/piper.yaml")
+def test_sensitivity_words_map_to_thresholds_and_flow_wins():
+    layers = {"stt": {"participant_pause_sensitivity": "high", "participant_interrupt_sensitivity": "low"},
+              "conversational_flow": {"replica_interruptibility": "high"}}
+    s = build_plan(cfg(), layers).settings
+    assert s.vad_min_silence_ms == 150 and s.turn_threshold == 0.35
+    assert s.barge_in_min_ms == 250  # replica_interruptibility (flow) applied after the stt layer
+    s = build_plan(cfg(), {"conversational_flow": {"turn_taking_patience": "high"}}).settings
+    assert s.max_patience_ms == 2500
+    with pytest.raises(PipelineConfigError, match="superlow"):
+        load_engine_settings().with_sensitivity(pause_sensitivity="ultra")
+
+
+@needs("llm/openai_compatible.yaml")
+def test_base_url_switches_to_the_openai_compatible_llm():
+    plan = build_plan(cfg(), {"llm": {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-x", "api_key": "k",
+                                      "tools": [{"type": "function", "function": {"name": "f"}}]}})
+    assert plan.choices["llm"] == "openai_compatible"
+    assert plan.stages["llm"].base_url == "http://127.0.0.1:9/v1" and plan.stages["llm"].model == "gpt-x"
+    assert plan.settings.tools[0]["function"]["name"] == "f"
+
+
+@needs("llm/hf_causal.yaml", "tts/piper.yaml")
+def test_unknown_engines_are_clear_errors_and_unknown_settings_warnings():
+    with pytest.raises(PipelineConfigError, match="available: .*piper"):
+        build_plan(cfg(), {"tts": {"tts_engine": "cartesia"}})
+    with pytest.raises(PipelineConfigError, match="faster_whisper_tiny_en"):
+        build_plan(cfg(), {"stt": {"stt_engine": "deepgram"}})
+    plan = build_plan(cfg(), {"tts": {"voice": "nova"}, "llm": {"model": "tavus-llama"}, "avatar": {"fps": 20, "bogus": 1}})
+    assert plan.stages["avatar"].fps == 20
+    assert any("voice" in w for w in plan.warnings) or "voice" in plan.stages["tts"]
+    assert any("tavus-llama" in w for w in plan.warnings)
+    assert any("bogus" in w for w in plan.warnings)
+
+
+@needs("llm/hf_causal.yaml", "tts/piper.yaml")
+def test_echo_mode_and_turn_detection_off_skip_stages():
+    plan = build_plan(cfg(), pipeline_mode="echo")
+    assert set(plan.stages) == {"vad", "tts", "avatar"}
+    plan = build_plan(cfg(), {"stt": {"smart_turn_detection": False}, "conversational_flow": {}})
+    assert "turn" not in plan.stages and not plan.settings.use_turn_detector
+    plan = build_plan(cfg(), {"conversational_flow": {"turn_detection_model": "silence"}})
+    assert plan.choices["turn"] == "silence" and plan.settings.use_turn_detector
+
+
+@needs("asr/faster_whisper_base.yaml", "llm/hf_causal.yaml")
+def test_language_route_picks_asr_and_tts():
+    if not (CONF_DIR / "tts" / "espeak.yaml").exists():
+        pytest.skip("espeak tts config not installed yet")
+    plan = build_plan(cfg(), language="spanish")
+    assert plan.choices["asr"] == "faster_whisper_base" and plan.choices["tts"] == "espeak"
+    assert plan.settings.language_code == "es"
+    assert plan.stages["tts"].voice == "es"
+    with pytest.raises(ValueError, match="supported"):
+        build_plan(cfg(), language="klingon")
+
+
+def test_engine_settings_from_yaml_and_cfg_engine():
+    s = load_engine_settings({"engine": {"barge_in_min_ms": 123, "chunker": {"first_min_words": 2}}})
+    assert s.barge_in_min_ms == 123 and s.chunker.first_min_words == 2 and s.chunker.max_words == 30
+    assert s.greeting.startswith("Hey there")
+    with pytest.raises(PipelineConfigError, match="not known"):
+        load_engine_settings({"engine": {"barge_in": 1}})
