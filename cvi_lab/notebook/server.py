@@ -1,0 +1,174 @@
+"""The cvi-lab server inside the notebook kernel (on its own loop thread), or a handle on a running one.
+
+Why in the kernel: one `start_server()` gives the notebook the same API `cvi-lab serve` gives, bound to
+loopback (so the meeting page in an iframe may use the microphone), plus direct reads the REST API does not
+offer yet: per-turn latency records from the store and the engine's live events (speaking state).
+`connect(url)` is the other way in: the REST API only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pathlib
+from typing import Any, Callable, Sequence
+
+from cvi_lab.notebook.client import ApiClient, flatten_turn
+from cvi_lab.notebook.loop import BackgroundLoop
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EventCallback = Callable[[dict], None]
+
+
+def default_home() -> pathlib.Path:
+    """$CVI_LAB_HOME, else <repo>/var (what `make serve` uses), whatever the notebook's working directory."""
+    return pathlib.Path(os.environ.get("CVI_LAB_HOME") or REPO / "var").resolve()
+
+
+class RemoteServer:
+    """A server someone else started: the REST API only (no store reads, no live events)."""
+
+    in_process = False
+
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+
+    def client(self, timeout: float = 180.0) -> ApiClient:
+        return ApiClient(self.url, self.api_key, timeout)
+
+    def turn_metrics(self, conversation_id: str) -> list[dict[str, Any]] | None:
+        return self.client().turn_metrics(conversation_id)
+
+    def subscribe_events(self, conversation_id: str, callback: EventCallback) -> Callable[[], None] | None:
+        return None
+
+    def languages(self) -> list[str]:
+        return ["english", "multilingual"]
+
+    def stop(self) -> None:  # not ours to stop
+        return None
+
+
+class LocalServer(RemoteServer):
+    """`create_app(cfg)` served on 127.0.0.1 (a free port by default) from a background loop thread."""
+
+    in_process = True
+
+    def __init__(self, cfg: Any = None, *, overrides: Sequence[str] = (), home: str | os.PathLike | None = None,
+                 port: int = 0, start_timeout: float = 120.0) -> None:
+        from omegaconf import OmegaConf
+
+        if cfg is None:
+            from cvi_lab.cli import compose_config
+
+            cfg = compose_config([f"server.home={pathlib.Path(home or default_home()).resolve()}", *overrides])
+        elif home is not None:
+            cfg = OmegaConf.merge(cfg, {"server": {"home": str(pathlib.Path(home).resolve())}})
+        cfg = OmegaConf.merge(cfg, {"server": {"host": "127.0.0.1", "port": int(port)}})
+        self.cfg = cfg
+        keys = [str(k) for k in (cfg.server.get("api_keys") or []) if k]
+        self._loop = BackgroundLoop("cvi-lab-server")
+        self._runner = None
+        self.app = None
+        try:
+            url = self._loop.run(self._start(), start_timeout)
+        except BaseException:
+            self._loop.stop()
+            raise
+        super().__init__(url, keys[0] if keys else None)
+        atexit.register(self.stop)
+
+    async def _start(self) -> str:
+        from aiohttp import web
+
+        from cvi_lab.api.app import base_url, create_app
+
+        self.app = create_app(self.cfg)
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        server = self.app["settings"]["server"]
+        site = web.TCPSite(self._runner, "127.0.0.1", int(server["port"]))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = base_url({**server, "host": "127.0.0.1"}, port)
+        self.app["manager"].base_url = url  # conversation_url must carry the real port
+        return url
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None and self._loop.running
+
+    @property
+    def store(self) -> Any:
+        return self.app["store"]
+
+    def turn_metrics(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Per-turn latency records straight from the store (the REST API has no route for them yet)."""
+        rows = self._loop.call(self.store.turn_metrics, conversation_id)
+        return [flatten_turn(r) for r in rows]
+
+    def subscribe_events(self, conversation_id: str, callback: EventCallback) -> Callable[[], None] | None:
+        """Subscribe `callback(event)` to the live call's engine events (data-channel envelopes, including
+        speaking state), when the conversation is live and has an engine. Returns the unsubscribe function.
+        The callback runs on the server's loop thread: keep it short and thread-safe."""
+
+        def find() -> Callable[[], None] | None:
+            call = self.app["manager"].call(conversation_id)
+            for runtime in call.runtimes if call else ():
+                for target in (getattr(runtime, "engine", None), runtime):
+                    subscribe = getattr(target, "subscribe", None)
+                    if callable(subscribe):
+                        return subscribe(callback)
+            return None
+
+        unsubscribe = self._loop.call(find)
+        if unsubscribe is None:
+            return None
+        return lambda: self._loop.call(unsubscribe) if self.running else None
+
+    def languages(self) -> list[str]:
+        supported = list(self.app["manager"].languages.supported())
+        return supported + ([] if "multilingual" in supported else ["multilingual"])
+
+    def stop(self) -> None:
+        """End live calls (reason server_shutdown), close the store, stop the loop thread. Idempotent."""
+        if self._runner is not None and self._loop.running:
+            runner, self._runner = self._runner, None
+            try:
+                self._loop.run(runner.cleanup(), 60)
+            finally:
+                self._loop.stop()
+        global _CURRENT
+        if _CURRENT is self:
+            _CURRENT = None
+
+    def __enter__(self) -> "LocalServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LocalServer({self.url}, {'running' if self.running else 'stopped'})"
+
+
+_CURRENT: LocalServer | None = None
+
+
+def start_server(*overrides: str, home: str | os.PathLike | None = None, port: int = 0, cfg: Any = None) -> LocalServer:
+    """The kernel's server, started on first use: re-running the cell returns the same one.
+
+    `overrides` are `cvi-lab serve` Hydra overrides, e.g. `start_server("llm.max_new_tokens=32")`."""
+    global _CURRENT
+    if _CURRENT is not None and _CURRENT.running:
+        return _CURRENT
+    _CURRENT = LocalServer(cfg, overrides=overrides, home=home, port=port)
+    return _CURRENT
+
+
+def connect(url: str, api_key: str | None = None) -> RemoteServer:
+    """A server started elsewhere (`make serve`), checked with GET /health."""
+    server = RemoteServer(url, api_key)
+    server.client(timeout=10).health()
+    return server
