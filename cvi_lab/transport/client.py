@@ -42,6 +42,7 @@ from cvi_lab.transport.rtc import (
     decode_message,
     new_peer_connection,
     set_audio_prefetch,
+    set_video_marker_completion,
 )
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ class ParticipantClient:
         if self.receive_video:
             pc.addTransceiver("video", direction="recvonly")
         set_audio_prefetch(pc, self.audio_prefetch)
+        set_video_marker_completion(pc)
         channel = self.channel = pc.createDataChannel(DATA_CHANNEL_LABEL)
         channel.on("message", self._on_message)
         channel.on("open", self._changed.set)

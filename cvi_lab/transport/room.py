@@ -300,7 +300,9 @@ class Room:
         audio = frame.audio
         pcm48 = self._resampler.push(audio, frame.audio_rate) if audio is not None and len(audio) else None
         for peer in list(self.peers.values()):
-            index = peer.audio_out.enqueued
+            # the image leaves when the first sample of its own audio does (or, without audio, when the
+            # audio before it has gone out)
+            index = peer.audio_out.enqueued + (1 if pcm48 is not None and len(pcm48) else 0)
             if pcm48 is not None:
                 peer.audio_out.push(pcm48)
             if frame.image is not None:

@@ -81,6 +81,49 @@ def _immediate_jitter_buffer(capacity: int):
     return ImmediateAudioBuffer()
 
 
+def _marker_jitter_buffer(capacity: int):
+    from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+
+    class MarkerVideoBuffer(JitterBuffer):
+        """aiortc's video buffer, but a frame is complete at its marker bit (as in browsers), not when the
+        next frame's first packet arrives, so a decoded frame is not held back one frame interval."""
+
+        def __init__(self) -> None:
+            super().__init__(capacity=capacity, is_video=True)
+
+        def add(self, packet):
+            pli_flag, frame = super().add(packet)
+            if frame is not None or not packet.marker or self._origin is None:
+                return pli_flag, frame
+            count = ((packet.sequence_number - self._origin) & 0xFFFF) + 1
+            if count > self._capacity:
+                return pli_flag, None
+            packets = []
+            for i in range(count):
+                p = self._packets[(self._origin + i) % self._capacity]
+                if p is None or p.timestamp != packet.timestamp:
+                    return pli_flag, None  # a packet is missing: leave it to aiortc's logic
+                packets.append(p)
+            self.remove(count)
+            return pli_flag, JitterFrame(data=b"".join(p._data for p in packets), timestamp=packet.timestamp)
+
+    return MarkerVideoBuffer()
+
+
+def set_video_marker_completion(pc: Any) -> None:
+    """Make every video receiver of `pc` hand over a frame at its RTP marker bit (saves one frame interval)."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "video":
+            continue
+        receiver = transceiver.receiver
+        attr = "_RTCRtpReceiver__jitter_buffer"
+        current = getattr(receiver, attr, None)
+        if current is None:  # pragma: no cover - aiortc internals changed
+            log.warning("aiortc has no %s; video frames complete one frame late", attr)
+            return
+        setattr(receiver, attr, _marker_jitter_buffer(current.capacity))
+
+
 def set_audio_prefetch(pc: Any, prefetch: int | None) -> None:
     """Set the audio jitter buffer of every audio receiver of `pc` (see DEFAULT_AUDIO_PREFETCH; None = aiortc's)."""
     if prefetch is None:

@@ -78,7 +78,7 @@ class EchoEndpoint:
             if self.first_voiced_in is None:
                 self.first_voiced_in = time.monotonic()
         self._echo.append(pcm)
-        while len(self._echo) > 50:  # 1 s
+        while len(self._echo) > 4:  # keep the echo prompt (a backlog would only add delay)
             self._echo.popleft()
 
     async def interaction(self, participant_id: str, message: object) -> None:
