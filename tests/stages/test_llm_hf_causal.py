@@ -31,33 +31,33 @@ async def collect(llm, messages, max_tokens=None, stats=None) -> str:
 
 
 async def test_follows_system_prompt(llm):
-    out = await collect(llm, [SYSTEM, ChatMessage("user", "What is your name?")], max_tokens=20)
+    out = await collect(llm, [SYSTEM, ChatMessage("user", "What is your name?")], max_tokens=8)
     assert "Zorblax" in out
     pirate = [ChatMessage("system", "You are a pirate. Always say 'Arr' in every answer."), ChatMessage("user", "How are you today?")]
-    assert (await collect(llm, pirate, max_tokens=12)).lower().startswith("arr")
+    assert (await collect(llm, pirate, max_tokens=4)).lower().startswith("arr")
 
 
 async def test_honours_max_tokens(llm):
     stats = LLMStats()
-    out = await collect(llm, [SYSTEM, ChatMessage("user", "Tell me a long story about your planet.")], 7, stats)
-    assert stats.completion_tokens == 7 and out.strip()
+    out = await collect(llm, [SYSTEM, ChatMessage("user", "Tell me a long story about your planet.")], 5, stats)
+    assert stats.completion_tokens == 5 and out.strip()
     assert stats.prompt_tokens > 20 and stats.first_token_s is not None and stats.total_s >= stats.first_token_s
 
 
 async def test_second_turn_reuses_prefix_cache_and_matches_cold_run(llm):
     history = [SYSTEM, ChatMessage("user", "Hi! Where are you from?")]
     first_stats = LLMStats()
-    first = await collect(llm, history, 24, first_stats)
+    first = await collect(llm, history, 10, first_stats)
     assert first_stats.cached_prompt_tokens > 10  # the system prompt was primed by warmup
     history += [ChatMessage("assistant", first), ChatMessage("user", "What do people eat there?")]
     warm = LLMStats()
-    warm_out = await collect(llm, history, 24, warm)
+    warm_out = await collect(llm, history, 10, warm)
     # everything up to the new user turn came from the cache
     assert warm.cached_prompt_tokens >= first_stats.prompt_tokens
     assert warm.prompt_tokens - warm.cached_prompt_tokens < 20
     llm.reset_cache()
     cold = LLMStats()
-    cold_out = await collect(llm, history, 24, cold)
+    cold_out = await collect(llm, history, 10, cold)
     assert cold.cached_prompt_tokens == 0
     assert cold_out == warm_out
 
@@ -93,9 +93,9 @@ async def test_cancellation_is_prompt_and_leaves_a_usable_cache(llm):
     assert stats2.completion_tokens <= n + 2
 
     # the cache after a cancelled run still gives the same answer as a cold run
-    after = await collect(llm, msgs, 12)
+    after = await collect(llm, msgs, 6)
     llm.reset_cache()
-    assert after == await collect(llm, msgs, 12)
+    assert after == await collect(llm, msgs, 6)
 
 
 @pytest.mark.parametrize(
