@@ -130,3 +130,30 @@ async def test_close_and_close_conversation(server):
         await ParticipantClient(server.url("c2")).join(timeout=10)
     assert info.value.status == 404
     await b.close()
+
+
+async def test_client_cli_records_a_call(server, tmp_path):
+    """`python -m cvi_lab.transport.client URL --wav f.wav --record DIR`, in its own process."""
+    import json
+    import os
+    import sys
+
+    from cvi_lab.audio import write_wav
+
+    server.add(EchoEndpoint("ccli", meeting_token="tok", greeting=None))
+    wav = tmp_path / "say.wav"
+    write_wav(wav, tone(0.5, 16_000), 16_000)
+    out = tmp_path / "rec"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cvi_lab.transport.client", server.url("ccli", "tok"),
+        "--wav", str(wav), "--lead-in", "0.5", "--linger", "1.5", "--record", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, stdout.decode()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["video_frames"] > 20 and summary["audio_seconds"] > 1.5
+    assert summary["response_latency_s"] is not None  # the echo of our speech
+    assert (out / "received.wav").stat().st_size > 100_000
+    assert (out / "video.csv").read_text().startswith("arrival,pts,width,height")
