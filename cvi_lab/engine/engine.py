@@ -201,6 +201,8 @@ class ConversationEngine:
         self._frame_s = 1.0 / max(1, getattr(stages.avatar, "fps", 25))
         self.running = False
         self.barge_in_at: list[float] = []  # clock times of barge-in decisions (tests, lab)
+        self.startup_warnings: list[str] = []  # reported as error events by start()
+        self.plan = None  # the PipelinePlan it was built from (factory)
 
     # ================================================================ lifecycle
     async def start(self) -> None:
@@ -211,6 +213,8 @@ class ConversationEngine:
         self._pump_task = asyncio.ensure_future(self._pump())
         self._spawn(self._prime_llm())
         self.emit("system.replica_joined", {"replica_id": self.spec.replica_id}, message_type="system")
+        for warning in self.startup_warnings:
+            self.error(warning, "stage", stage=warning.split(" ", 1)[0])
 
     async def _prime_llm(self) -> None:
         """Pre-fill the LLM's prefix cache with this call's system message, off the critical path, so the

@@ -44,8 +44,12 @@ async def create_engine(
                                      "apply_greenscreen": bool(apply_greenscreen)}
     if seed is not None:
         avatar_kwargs["seed"] = int(seed)
-    loaded = await (pool or StagePool()).get_all(plan.stages, avatar_kwargs)
+    pool = pool or StagePool()
+    seen = len(pool.warnings)
+    loaded = await pool.get_all(plan.stages, avatar_kwargs)
     stages = Stages(**loaded)
     engine = ConversationEngine(spec, stages, plan.settings, clock=clock, sinks=sinks)
     engine.plan = plan
+    # reported as error events once the engine starts (e.g. the LLM endpoint is down)
+    engine.startup_warnings = [f"{g} warm-up failed: {m}" for g, m in pool.warnings[seen:]]
     return engine

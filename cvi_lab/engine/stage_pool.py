@@ -21,6 +21,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 PER_CONVERSATION = ("vad", "avatar")
+# A remote LLM endpoint may be down when a call starts and come back later: its warm-up failure is reported
+# (engine error event), not fatal; the call starts and apologises on turns that fail.
+SOFT_WARMUP = ("llm",)
 FORKABLE = ("llm",)
 
 
@@ -41,6 +44,7 @@ class StagePool:
     def __init__(self) -> None:
         self._shared: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.warnings: list[tuple[str, str]] = []  # (group, message) of soft warm-up failures
 
     async def _shared_instance(self, group: str, cfg: DictConfig | dict) -> Any:
         key = config_key(group, cfg)
@@ -48,7 +52,12 @@ class StagePool:
         async with lock:
             if key not in self._shared:
                 stage = instantiate(cfg)
-                await stage.warmup()
+                try:
+                    await stage.warmup()
+                except Exception as exc:  # noqa: BLE001
+                    if group not in SOFT_WARMUP:
+                        raise
+                    self.warnings.append((group, f"{type(exc).__name__}: {exc}"))
                 self._shared[key] = stage
             return self._shared[key]
 
