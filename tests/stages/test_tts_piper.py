@@ -35,9 +35,29 @@ async def test_streams_one_chunk_per_clause_with_phonemes(tts):
     for c in chunks:
         assert c.sample_rate == 22050 and c.samples.dtype == np.float32 and c.samples.ndim == 1
         assert 0.05 < float(np.abs(c.samples).max()) <= 1.0
-        assert c.phoneme_string and c.words is None and c.phonemes is None
+        assert c.phoneme_string
         assert 0.4 < c.duration < 6.0
     assert "ð" in chunks[0].phoneme_string  # "that" is phonemized
+
+
+async def test_phoneme_and_word_timings_from_alignments(tts):
+    pytest.importorskip("onnx")
+    assert tts.has_alignments
+    chunk = tts.synthesize("Hello there, my friend.")
+    assert [w.label for w in chunk.words] == ["Hello", "there", "my", "friend"]
+    for seq in (chunk.words, chunk.phonemes):
+        assert all(0 <= t.start < t.end <= chunk.duration + 1e-6 for t in seq)
+        assert all(a.end <= b.start + 1e-9 for a, b in zip(seq, seq[1:]))
+    assert chunk.words[2].start - chunk.words[1].end > 0.1  # the comma pause
+    assert chunk.phonemes[0].label == "h" and chunk.phonemes[-1].end <= chunk.duration
+    assert chunk.words[0].start == chunk.phonemes[0].start
+    # no one-to-one word match ("3.50" is spoken as several words): phonemes only
+    odd = tts.synthesize("It costs 3.50 dollars.")
+    assert odd.phonemes and odd.words is None
+    # same audio with and without the alignment output
+    plain = PiperTTS(alignments=False, noise_scale=0.0, noise_w_scale=0.0)
+    assert np.array_equal(plain.synthesize("Hello there, my friend.").samples, chunk.samples)
+    assert plain.synthesize("Hi.").phonemes is None
 
 
 async def test_same_text_same_audio_with_zero_noise(tts):
@@ -91,3 +111,5 @@ async def test_missing_voice_files_and_bad_settings(tmp_path):
         PiperTTS(model=str(tmp_path / "nope.onnx"))
     with pytest.raises(StageInputError, match="chunking"):
         PiperTTS(chunking="word")
+    with pytest.raises(StageInputError, match="alignments"):
+        PiperTTS(alignments="sometimes")

@@ -3,21 +3,27 @@ package by default, or any Piper `.onnx` + `.onnx.json`.
 
 Why clause chunks: Piper returns audio only for a whole input, so we split the text into clauses (or
 sentences) and synthesize them one by one: the first audio is ready after the first clause, and a cancelled
-stream stops at the next clause boundary. Each chunk carries its text and Piper's phonemes (no timings: the
-shipped voice has no alignment output). Output: float32 at the voice's native rate (22050 Hz for joe medium).
+stream stops at the next clause boundary. Output: float32 at the voice's native rate (22050 Hz for joe).
+
+Timings: each chunk carries its text and Piper's phoneme string. With the `onnx` package installed
+(`alignments: auto`), the voice graph is patched in memory to also output each phoneme's duration (piper-tts's
+own `include_alignments`, same audio), which gives phoneme timings and, when the phonemized words line up
+with the text's words, word timings: the avatar's mouth follows them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+import unicodedata
 from pathlib import Path
 from typing import AsyncIterator
 
 import numpy as np
 
 from cvi_lab import assets
-from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, TTSChunk, run_blocking
+from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, Timing, TTSChunk, run_blocking
 from cvi_lab.stages.tts.text import CHUNKINGS, check_text, split_text
 
 
@@ -31,6 +37,7 @@ class PiperTTS(TTS):
       off here so clause chunks keep the same loudness).
     chunking: "clause" (first audio sooner) or "sentence"; min_clause_words: shorter clauses join the next.
     speaker_id: for multi-speaker voices. cpu_threads: onnxruntime intra-op threads (None = its default).
+    alignments: "auto" (phoneme/word timings when the onnx package is installed) | true (require) | false.
     """
 
     def __init__(
@@ -46,6 +53,7 @@ class PiperTTS(TTS):
         min_clause_words: int = 3,
         speaker_id: int | None = None,
         cpu_threads: int | None = 1,
+        alignments: bool | str = "auto",
     ) -> None:
         if chunking not in CHUNKINGS:
             raise StageInputError(f"PiperTTS: chunking {chunking!r} is not accepted; use one of {', '.join(CHUNKINGS)}")
@@ -75,6 +83,10 @@ class PiperTTS(TTS):
         self.volume, self.normalize = float(volume), bool(normalize)
         self.chunking, self.min_clause_words = chunking, int(min_clause_words)
         self.speaker_id, self.cpu_threads = speaker_id, cpu_threads
+        if alignments not in ("auto", True, False):
+            raise StageInputError(f"PiperTTS: alignments {alignments!r} is not accepted; use auto, true or false")
+        self.alignments = alignments
+        self.has_alignments = False  # known after loading
         self._voice = None
         self._lock = threading.Lock()
 
@@ -89,11 +101,31 @@ class PiperTTS(TTS):
                 if self.cpu_threads:
                     opts.intra_op_num_threads = int(self.cpu_threads)
                     opts.inter_op_num_threads = 1
-                session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(self._model_bytes_or_path(), sess_options=opts, providers=["CPUExecutionProvider"])
+                self.has_alignments = len(session.get_outputs()) > 1
                 config = PiperConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
                 voice = PiperVoice(session=session, config=config)
                 self._voice = voice
             return self._voice
+
+    def _model_bytes_or_path(self):
+        """The voice graph, patched to output phoneme durations when alignments are wanted and possible."""
+        if self.alignments is False:
+            return str(self.model_path)
+        try:
+            import onnx
+
+            from piper.patch_voice_with_alignment import add_alignment_output
+        except ImportError:
+            if self.alignments is True:
+                raise ModelMissingError("PiperTTS: alignments: true needs the onnx package (pip install onnx)") from None
+            return str(self.model_path)
+        model = onnx.load(str(self.model_path))
+        try:
+            add_alignment_output(model)
+        except ValueError:  # already patched on disk, or a graph without the duration tensor
+            pass
+        return model.SerializeToString()
 
     def _syn_config(self):
         from piper import SynthesisConfig
@@ -110,12 +142,23 @@ class PiperTTS(TTS):
     def synthesize(self, text: str) -> TTSChunk:
         """Blocking: one piece of text -> one chunk (Piper's per-sentence outputs joined)."""
         voice = self._load()
-        audio, phonemes = [], []
-        for part in voice.synthesize(text, self._syn_config()):
+        audio, phonemes, aligned = [], [], []
+        offset = 0
+        for part in voice.synthesize(text, self._syn_config(), include_alignments=self.has_alignments):
             audio.append(part.audio_float_array)
             phonemes.append("".join(part.phonemes))
+            if part.phoneme_alignments and aligned is not None:
+                for a in part.phoneme_alignments:
+                    aligned.append((a.phoneme, offset, offset + int(a.num_samples)))
+                    offset += int(a.num_samples)
+                offset = sum(len(x) for x in audio)
+            else:
+                aligned = None
         samples = np.concatenate(audio).astype(np.float32) if audio else np.zeros(0, np.float32)
-        return TTSChunk(samples, self.sample_rate, text=text, phoneme_string=" ".join(phonemes))
+        chunk = TTSChunk(samples, self.sample_rate, text=text, phoneme_string=" ".join(phonemes))
+        if aligned:
+            chunk.phonemes, chunk.words = _timings(aligned, text, self.sample_rate)
+        return chunk
 
     async def warmup(self) -> None:
         await run_blocking(self.synthesize, "Hello.")
@@ -127,3 +170,42 @@ class PiperTTS(TTS):
             chunk = await run_blocking(self.synthesize, piece)
             if len(chunk.samples):
                 yield chunk
+
+
+_SILENT = {"^", "$", "_", " "}
+_WORD = re.compile(r"[\w'’]+(?:[-.][\w'’]+)*")
+
+
+def _timings(aligned: list[tuple[str, int, int]], text: str, rate: int) -> tuple[list[Timing], list[Timing] | None]:
+    """Piper's per-symbol sample spans -> phoneme timings (stress/length marks merged into their phoneme) and,
+    when the phonemized words line up one-to-one with the text's words, word timings."""
+    phonemes: list[Timing] = []
+    groups: list[list[Timing]] = [[]]
+    pending_stress: tuple[str, int] | None = None
+    for sym, a, b in aligned:
+        if sym in _SILENT or unicodedata.category(sym).startswith("P"):
+            if groups[-1]:
+                groups.append([])  # a space or punctuation closes the word
+            pending_stress = None
+            continue
+        if sym in "ˈˌ":
+            pending_stress = (sym, a)
+            continue
+        if (sym in "ːˑ" or unicodedata.combining(sym)) and phonemes and phonemes[-1].end == a / rate:
+            phonemes[-1].label += sym
+            phonemes[-1].end = b / rate
+            continue
+        start = a
+        label = sym
+        if pending_stress is not None:
+            label, start = pending_stress[0] + sym, pending_stress[1]
+            pending_stress = None
+        t = Timing(label, start / rate, b / rate)
+        phonemes.append(t)
+        groups[-1].append(t)
+    groups = [g for g in groups if g]
+    words_text = _WORD.findall(text)
+    words = None
+    if groups and len(groups) == len(words_text):
+        words = [Timing(w, g[0].start, g[-1].end) for w, g in zip(words_text, groups)]
+    return phonemes, words
