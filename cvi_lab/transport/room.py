@@ -65,6 +65,7 @@ class Peer:
         self.inbound = InboundAudio(self._on_audio)
         self.channels: list[Any] = []
         self.outbox: collections.deque[str] = collections.deque(maxlen=settings.outbox_size)
+        self.sends_video = False  # set when the answer carries our video track (the offer had a video m-line)
         self.joined = False
         self.left = False
         self.closed = False
@@ -305,7 +306,7 @@ class Room:
             index = peer.audio_out.enqueued + (1 if pcm48 is not None and len(pcm48) else 0)
             if pcm48 is not None:
                 peer.audio_out.push(pcm48)
-            if frame.image is not None:
+            if frame.image is not None and peer.sends_video:
                 peer.video_out.push(frame.image, index if peer.audio_out.started else None)
 
     async def close(self) -> None:

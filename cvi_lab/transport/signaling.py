@@ -218,6 +218,7 @@ class MeetingTransport:
                 pc.addTrack(peer.audio_out)
             if "video" in kinds:
                 pc.addTrack(peer.video_out)
+                peer.sends_video = True
                 prefer_codec(pc, "video", self.video_codec)
             set_audio_prefetch(pc, self.audio_prefetch)
             answer = await pc.createAnswer()

@@ -114,10 +114,18 @@ async def test_call_media_events_and_presence(server):
 
 async def test_close_and_close_conversation(server):
     ep = server.add(EchoEndpoint("c2", greeting=None))
-    a = ParticipantClient(server.url("c2"), receive_video=False)
-    b = ParticipantClient(server.url("c2"), receive_video=False)
-    await asyncio.gather(a.join(timeout=30), b.join(timeout=30))
-    assert await wait_until(lambda: sorted(ep.joined) == sorted([a.participant_id, b.participant_id]), 10)
+    a, b, c = (ParticipantClient(server.url("c2"), receive_video=False) for _ in range(3))
+    await asyncio.gather(a.join(timeout=30), b.join(timeout=30), c.join(timeout=30))
+    assert await wait_until(lambda: len(ep.joined) == 3, 10)
+    # leaving over HTTP (the page's fallback when its data channel is gone)
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(server.url("c2") + "/leave", json={"participant_id": c.participant_id}) as r:
+            assert r.status == 200
+    assert ep.left == [(c.participant_id, "left")]
+    await c.close()
+    ep.left.clear()
     # closing the peer connection without a leave message: the server notices the DTLS close
     await a.leave(how="close")
     assert await wait_until(lambda: len(ep.left) == 1, 15), ep.left
