@@ -42,22 +42,26 @@ class EngineEndpoint:
         return self._authorize(meeting_token) if self._authorize else None
 
     async def _presence(self, participant_id: str, what: str, reason: str | None) -> None:
-        if self._on_presence is None:
-            return
-        try:
-            result = self._on_presence(participant_id, what, reason)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # noqa: BLE001 - the calls layer's bookkeeping must not break the media path
-            log.exception("presence callback failed")
+        result = self._on_presence(participant_id, what, reason)
+        if inspect.isawaitable(result):
+            await result
 
     async def participant_joined(self, participant_id: str) -> None:
-        await self._presence(participant_id, "joined", None)
-        await self.engine.participant_joined(participant_id)
+        """With `on_presence` the calls layer decides (it may refuse: the error reaches the transport) and
+        notifies the engine through its runtime; without it the engine is told directly."""
+        if self._on_presence is not None:
+            await self._presence(participant_id, "joined", None)
+        else:
+            await self.engine.participant_joined(participant_id)
 
     async def participant_left(self, participant_id: str, reason: str) -> None:
-        await self.engine.participant_left(participant_id, reason)
-        await self._presence(participant_id, "left", reason)
+        if self._on_presence is not None:
+            try:
+                await self._presence(participant_id, "left", reason)
+            except Exception:  # noqa: BLE001 - leaving cannot be refused; keep the media path alive
+                log.exception("presence callback failed")
+        else:
+            await self.engine.participant_left(participant_id, reason)
 
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         """20 ms int16 frames at 16 kHz: the VAD's rate already, so no resampling; int16 → float32 inside."""

@@ -105,7 +105,7 @@ class ScriptedTTS(TTS):
 class BlankAvatar(StreamingAvatar):
     """The real streaming avatar base (queue, pacing, clear) rendering a tiny blank image."""
 
-    def __init__(self, fps: int = 50) -> None:
+    def __init__(self, fps: int = 50, **_per_call) -> None:  # replica_dir, apply_greenscreen, seed: unused
         super().__init__(fps=fps, width=32, height=32, audio_rate=RATE, render_in_thread=False)
 
     def render_frame(self, index: int, audio: np.ndarray, cue: FrameCue) -> np.ndarray:

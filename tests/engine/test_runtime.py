@@ -1,0 +1,84 @@
+"""The engine as the calls layer's runtime: the manager creates it per conversation, the transport talks to its
+endpoint, transcript events and turn metrics land in the store. Stages: the scripted stand-ins of
+standins.py, selected the way the server selects real ones (config `_target_`s)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from omegaconf import OmegaConf
+
+from cvi_lab.api.app import create_app
+from cvi_lab.domain.conversation import ConversationCreate
+from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from cvi_lab.engine.runtime import EngineRuntime
+from cvi_lab.engine.stage_pool import StagePool
+from tests.helpers.config import make_cfg
+
+STANDIN_STAGES = {
+    "vad": {"_target_": "cvi_lab.stages.vad.energy.EnergyVAD", "threshold_dbfs": -30.0, "min_silence_ms": 200},
+    "turn": {"_target_": "tests.engine.standins.ScriptedTurn"},
+    "asr": {"_target_": "tests.engine.standins.ScriptedASR"},
+    "llm": {"_target_": "tests.engine.standins.ScriptedLLM", "reply": "Monday it is."},
+    "tts": {"_target_": "tests.engine.standins.ScriptedTTS"},
+    "avatar": {"_target_": "tests.engine.standins.BlankAvatar"},
+}
+
+
+async def wait_for(events, event_type, timeout=10.0, n=1):
+    for _ in range(int(timeout / 0.02)):
+        if sum(e["event_type"] == event_type for e in events) >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(event_type)
+
+
+async def test_manager_runs_an_engine_per_call_and_stores_its_transcript(tmp_path):
+    cfg = make_cfg(tmp_path)
+    OmegaConf.set_struct(cfg, False)
+    cfg = OmegaConf.merge(cfg, STANDIN_STAGES)
+    pool = StagePool()
+    app = create_app(cfg, runtime_factories=[lambda call, room, c: EngineRuntime(call, c, pool)])
+    m = app["manager"]
+    await m.start()
+    try:
+        created = await m.create(ConversationCreate.model_validate(
+            {"replica_id": DEFAULT_REPLICA_ID, "custom_greeting": "Welcome aboard!", "conversational_context": "Today is Monday."}))
+        cid = created["conversation_id"]
+        endpoint = m.endpoint_for(cid)
+        assert endpoint is not None and endpoint.conversation_id == cid
+        assert endpoint.authorize(None) is None
+        events = []
+        endpoint.subscribe(events.append)
+        frames = []
+
+        async def consume():
+            async for frame in endpoint.outgoing():
+                frames.append(frame)
+
+        consumer = asyncio.ensure_future(consume())
+        await endpoint.participant_joined("p1")  # → room → manager → runtime → engine greeting
+        await wait_for(events, "conversation.replica.stopped_speaking")
+        await endpoint.interaction("p1", {"message_type": "conversation", "event_type": "conversation.respond",
+                                          "conversation_id": cid, "properties": {"text": "What day is it?"}})
+        await wait_for(events, "conversation.replica.stopped_speaking", n=2)
+        await endpoint.interaction("p1", "garbage")
+        assert events[-1]["event_type"] == "conversation.error"
+        llm = pool._shared[next(k for k in pool._shared if k.startswith("llm:"))]
+        assert llm.prompts[-1][0].content.endswith("Today is Monday.")
+        await m.end(cid)
+        await asyncio.wait_for(consumer, 5)  # the frame stream ends with the call
+        assert any(f.speaking for f in frames)
+        stored = [(e["event_type"], e["properties"]) for e in m.store.events(cid)]
+        speech = [(p["role"], p["speech"]) for t, p in stored if t == "conversation.utterance"]
+        assert speech == [("replica", "Welcome aboard!"), ("user", "What day is it?"), ("replica", "Monday it is.")]
+        assert [t for t, _ in stored].count("system.shutdown") == 1
+        assert any(t == "conversation.error" for t, _ in stored)
+        metrics = m.store.turn_metrics(cid)
+        assert metrics and metrics[0]["turn_idx"] == 1
+        assert endpoint.authorize(None) is not None  # ended
+    finally:
+        await m.close()
+        await app["replicas"].close()
+        await app["webhooks"].close()
+        app["store"].close()
