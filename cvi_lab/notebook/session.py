@@ -108,7 +108,7 @@ def snapshot_from(record: dict[str, Any], turns: list[dict[str, Any]] | None,
             snap.participants = max(0, snap.participants - 1)
         elif kind == "conversation.error":
             snap.errors.append(str(props.get("message") or props.get("error") or props))
-    if live is not None and live.seen:
+    if live is not None:
         snap.replica_speaking, snap.user_speaking, snap.streaming_text = live.read()
     if snap.ended:
         snap.replica_speaking = False if snap.replica_speaking is not None else None
