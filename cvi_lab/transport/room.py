@@ -40,6 +40,8 @@ class PeerSettings:
     underrun_wait_s: float = 0.015  # see OutboundAudioTrack
     max_audio_buffer_s: float = 0.2  # see OutboundAudioTrack: past this the queue is cut to target_audio_buffer_s
     target_audio_buffer_s: float = 0.04
+    phase_margin_s: float = 0.003  # see OutboundAudioTrack (phase tracking); phase_step_s=0 turns it off
+    phase_step_s: float = 0.004
     video_queue: int = 2
     av_sync_max_wait_s: float = 0.12
     outbox_size: int = 256  # events kept for a peer whose data channel is not open yet
@@ -58,6 +60,8 @@ class Peer:
             underrun_wait_s=settings.underrun_wait_s,
             max_buffer_s=settings.max_audio_buffer_s,
             target_buffer_s=settings.target_audio_buffer_s,
+            phase_margin_s=settings.phase_margin_s,
+            phase_step_s=settings.phase_step_s,
         )
         self.video_out = OutboundVideoTrack(
             self.audio_out, max_queue=settings.video_queue, av_sync_max_wait_s=settings.av_sync_max_wait_s
