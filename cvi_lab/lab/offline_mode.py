@@ -23,6 +23,7 @@ from cvi_lab.lab.runner import RunResult, apply_engine_record, participant_audio
 log = logging.getLogger("cvi_lab.lab")
 AUDIBLE_DBFS = -45.0
 VIDEO_MAX_S = 40.0
+ALIGN_SAMPLES = 2560  # lcm(320-sample mic frames, 512-sample Silero windows)
 
 
 async def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
@@ -48,31 +49,72 @@ async def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
     return result
 
 
-def _steps(cfg: Any, data: Dataset, script: Script) -> list:
+def _segments(cfg: Any, data: Dataset, script: Script) -> list[list]:
+    """The script as driver steps, cut before each utterance so its start can be aligned (see `_align`)."""
     from cvi_lab.engine import offline as O
 
     max_reply = float(cfg.participant.max_reply_s)
-    steps: list = [O.Join("participant")]
     # the greeting is spoken on join and cannot be interrupted: wait it out (not a measured turn)
-    steps.append(O.WaitQuiet(quiet_s=0.6, timeout=max_reply))
+    segments: list[list] = [[O.Join("participant"), O.WaitQuiet(quiet_s=0.6, timeout=max_reply)]]
     utts = script.utterances
     for i, utt in enumerate(utts):
-        pcm = participant_audio(cfg, data, utt)
-        steps.append(O.Say(pcm, label=utt.uid))
+        seg: list = [O.Say(participant_audio(cfg, data, utt), label=utt.uid)]
         nxt = utts[i + 1] if i + 1 < len(utts) else None
         if nxt is not None and nxt.barge_in_after_s is not None:
-            steps.append(O.WaitFor("conversation.replica.started_speaking", timeout=max_reply))
-            steps.append(O.Pause(nxt.barge_in_after_s))
+            seg += [O.WaitFor("conversation.replica.started_speaking", timeout=max_reply), O.Pause(nxt.barge_in_after_s)]
         else:
-            steps.append(O.WaitQuiet(quiet_s=0.8, timeout=max_reply))
-    steps.append(O.Leave("participant"))
-    return steps
+            seg.append(O.WaitQuiet(quiet_s=0.8, timeout=max_reply))
+        segments.append(seg)
+    segments.append([O.Leave("participant")])
+    return segments
+
+
+def _align(engine) -> list:
+    """Silence so the next utterance starts at a multiple of ALIGN_SAMPLES fed samples.
+
+    Why: waiting for the replica feeds a timing-dependent amount of silence; a VAD scoring fixed windows
+    (Silero: 512 samples, fed 320 at a time) would then cut the same speech at slightly different samples,
+    and the ASR could hear it differently. Aligned, the same config and seed give the same transcripts."""
+    from cvi_lab.engine import offline as O
+
+    seen = getattr(engine.stages.vad, "samples_seen", None)
+    frame = int(O.FRAME_S * O.MIC_RATE)
+    if not isinstance(seen, int) or seen % frame:
+        return []
+    frames = (-(seen // frame)) % (ALIGN_SAMPLES // frame)
+    return [O.Pause(frames * O.FRAME_S)] if frames else []
+
+
+async def _drive(engine, segments: list[list], speed: float):
+    """Run the segments one after another on the engine; one merged result on one time base."""
+    import time
+
+    from cvi_lab.engine import offline as O
+
+    merged = O.OfflineResult()
+    t_first = None
+    for seg in segments:
+        steps = (_align(engine) if isinstance(seg[0], O.Say) else []) + seg
+        base = time.monotonic()
+        t_first = base if t_first is None else t_first
+        part = await O.run_script(engine, steps, speed=speed)
+        off = base - t_first
+        merged.events += [{**e, "_t": e["_t"] + off} for e in part.events]
+        merged.frame_times += [t + off for t in part.frame_times]
+        merged.frame_speaking += part.frame_speaking
+        merged.frame_audio += part.frame_audio
+        merged.audio_rate = part.audio_rate or merged.audio_rate
+        merged.says += [{**sd, "start": sd["start"] + off, "end": sd["end"] + off, "speech_end": sd["speech_end"] + off}
+                        for sd in part.says]
+        merged.latencies = part.latencies
+        merged.loop_lag_max_ms = max(merged.loop_lag_max_ms, part.loop_lag_max_ms)
+        merged.wall_s = off + part.wall_s
+    return merged
 
 
 async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, result: RunResult,
                 out_dir: Path, record: bool, bar) -> None:
     from cvi_lab.domain.persona import DEFAULT_PERSONA
-    from cvi_lab.engine import offline as O
     from cvi_lab.engine.engine import ConversationSpec
     from cvi_lab.engine.factory import create_engine
 
@@ -94,7 +136,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
     await engine.start()
     grabber = asyncio.ensure_future(grab()) if record else None
     try:
-        res = await O.run_script(engine, _steps(cfg, data, script), speed=float(cfg.participant.speed))
+        res = await _drive(engine, _segments(cfg, data, script), float(cfg.participant.speed))
     finally:
         await engine.stop("end_conversation_endpoint_hit")
         if grabber is not None:
@@ -155,7 +197,8 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
             t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)
         if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
             first = say["speech_end"] + latencies[utt.uid]
-            pcm = res.replica_audio(first - 0.05, end)
+            loud = [ft for ft, a in audible if first <= ft < end and a]
+            pcm = res.replica_audio(first - 0.04, (loud[-1] if loud else first) + 0.12)  # the speech, not the wait
             if len(pcm):
                 result.replica_audio[(script.id, utt.turn)] = (pcm, res.audio_rate)
         result.turns.append(t)

