@@ -484,6 +484,8 @@ class ConversationEngine:
         now = self.clock.monotonic()
         if speech.latency is not None:
             speech.latency.mark("tts_first_audio", now)
+        if not speech.first_audio.is_set() and self.settings.trim_leading_silence_dbfs is not None:
+            chunk = _trim_leading_silence(chunk, self.settings.trim_leading_silence_dbfs)
         speech.first_audio.set()
         if len(chunk.samples) == 0:
             return
@@ -833,6 +835,28 @@ class ConversationEngine:
         # VAD min silence is fixed when the VAD is built; the turn threshold, patience and barge-in apply now.
         self.settings = self.settings.with_sensitivity(**levels)
         self.listener.settings = self.settings
+
+
+def _trim_leading_silence(chunk: TTSChunk, floor_dbfs: float, keep_s: float = 0.01) -> TTSChunk:
+    """Start an utterance at its first audible 10 ms (TTS voices lead with ~50 ms of silence: pure latency)."""
+    x, rate = chunk.samples, chunk.sample_rate
+    n = max(1, int(0.01 * rate))
+    frames = len(x) // n
+    if frames == 0:
+        return chunk
+    level = 10 * np.log10(np.mean(np.square(x[: frames * n].reshape(frames, n), dtype=np.float64), axis=1) + 1e-12)
+    loud = np.flatnonzero(level > floor_dbfs)
+    cut = max(0, (int(loud[0]) if len(loud) else 0) * n - int(keep_s * rate))
+    if cut == 0:
+        return chunk
+    shift = cut / rate
+
+    def moved(timings):
+        if not timings:
+            return timings
+        return [type(t)(t.label, max(0.0, t.start - shift), max(0.0, t.end - shift)) for t in timings]
+
+    return TTSChunk(x[cut:], rate, chunk.text, moved(chunk.words), moved(chunk.phonemes), chunk.phoneme_string)
 
 
 def _text_prop(props: dict, key: str, allow_empty: bool = False) -> str:

@@ -235,3 +235,58 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
                 await task
         res.wall_s = now()
     return res
+
+
+# ---------------------------------------------------------------- command line
+async def _measure(overrides: list[str], text: str, turns: int, wav: str | None) -> dict:
+    from cvi_lab.audio import resample
+    from cvi_lab.cli import compose_config
+    from cvi_lab.engine.engine import ConversationSpec
+    from cvi_lab.engine.factory import create_engine
+    from cvi_lab.engine.stage_pool import StagePool
+
+    cfg = compose_config(overrides)
+    pool = StagePool()
+    if wav:
+        speech = Say.file(wav, "wav")
+    else:
+        tts = await pool.get("tts", cfg.tts)
+        chunks = [c async for c in tts.stream(text)]
+        speech = Say(resample(np.concatenate([c.samples for c in chunks]), tts.sample_rate, MIC_RATE), text)
+    spec = ConversationSpec("c-offline", system_prompt="You are a friendly assistant in a video call. "
+                            "Answer in one or two short sentences.")
+    engine = await create_engine(cfg, spec, pool=pool)
+    await engine.start()
+    script: list[Step] = [Join(), WaitFor("conversation.replica.stopped_speaking", timeout=60), WaitQuiet()]
+    for _ in range(turns):
+        script += [speech, WaitFor("conversation.replica.stopped_speaking", timeout=90), WaitQuiet(timeout=60)]
+    try:
+        res = await run_script(engine, script)
+    finally:
+        await engine.stop()
+    render = list(getattr(engine.stages.avatar, "render_ms", []))
+    return {
+        "turns": [m for m in res.latencies if m.get("kind") == "response"],
+        "at_participant_s": res.response_latencies(),
+        "loop_lag_max_ms": round(res.loop_lag_max_ms, 1),
+        "avatar_render_ms_mean": round(float(np.mean(render)), 2) if render else None,
+        "utterances": [(e["properties"]["role"], e["properties"]["speech"]) for e in res.of_type("conversation.utterance")],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """python -m cvi_lab.engine.offline [--turns N] [--text "..." | --wav file] [hydra overrides...]"""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description="Run spoken turns through an engine offline and print latency records.")
+    p.add_argument("--turns", type=int, default=3)
+    p.add_argument("--text", default="What is the capital of France?")
+    p.add_argument("--wav", default=None)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(argv)
+    print(json.dumps(asyncio.run(_measure(args.overrides, args.text, args.turns, args.wav)), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -49,6 +49,8 @@ class EngineSettings:
     echo_idle_flush_ms: float = 700
     history_max_messages: int = 40
     system_prompt_default: str = ""
+    trim_leading_silence_dbfs: float | None = -50.0
+    stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_turn_detector: bool = True
     language_code: str | None = "en"  # ASR language; None = detect per utterance (multilingual)
     tools: list[dict] = field(default_factory=list)
@@ -213,6 +215,9 @@ def build_plan(
         turn_taking_patience=flow.get("turn_taking_patience"),
         replica_interruptibility=flow.get("replica_interruptibility"),
     )
+    for group, values in settings.stage_overrides.items():
+        if group in stages:
+            _set_known(stages[group], values, "engine.stage_overrides", warnings)
     if "min_silence_ms" in stages["vad"]:
         stages["vad"]["min_silence_ms"] = settings.vad_min_silence_ms
     return PipelinePlan(stages, settings, route, pipeline_mode, {g: names[g] for g in needed}, warnings)
