@@ -121,7 +121,7 @@ def run_experiment(cfg: Any, context: dict[str, Any] | None = None) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     overrides = [o for o in ctx.get("overrides", []) if not o.startswith("hydra")]
-    run_name = ",".join(o for o in overrides if not o.startswith("experiment=")) or "defaults"
+    run_name = ",".join(o for o in overrides if not o.startswith(("experiment=", "tracking.", "hydra"))) or "defaults"
     tags = {
         **T.environment_tags(),
         "dataset.name": data.name, "dataset.hash": data.hash, "dataset.kind": data.kind,

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cvi_lab.lab.metrics import TurnResult  # noqa: E402
 
 _STAGE_COLORS = {
-    "endpointing": "#9e9e9e", "turn": "#9e9e9e", "asr": "#1f77b4", "llm": "#ff7f0e", "llm_ttfb": "#ff7f0e",
-    "tts": "#2ca02c", "tts_ttfb": "#2ca02c", "avatar": "#9467bd", "transport": "#8c564b",
+    "vad": "#c7c7c7", "turn": "#7f7f7f", "asr": "#1f77b4", "llm": "#ff7f0e", "chunker": "#ffbb78",
+    "tts": "#2ca02c", "avatar": "#9467bd", "transport": "#8c564b",
 }
 
 
@@ -26,12 +26,13 @@ def waterfall(turns: Sequence[TurnResult], path: str | Path, title: str = "") ->
     """One row per turn: each stage's span, in ms from the end of the participant's speech, and the
     response latency marked; shows where the time of a turn goes."""
     rows = [t for t in turns if t.spans or t.response_latency_s is not None]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(rows), 2) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.4 * max(len(rows), 2) + 2.2))
     seen: set[str] = set()
     for i, t in enumerate(rows):
         for name, start, end in t.spans:
             color = _STAGE_COLORS.get(name, _STAGE_COLORS.get(name.split("_")[0], "#17becf"))
-            ax.barh(i, (end - start) * 1000, left=start * 1000, height=0.6, color=color,
+            height = 0.3 if name == "asr" else 0.6  # ASR overlaps the end-of-turn wait: draw it thinner
+            ax.barh(i, (end - start) * 1000, left=start * 1000, height=height, color=color,
                     label=name if name not in seen else None, alpha=0.85)
             seen.add(name)
         if t.response_latency_s is not None:
@@ -44,7 +45,7 @@ def waterfall(turns: Sequence[TurnResult], path: str | Path, title: str = "") ->
     ax.set_xlabel("ms from end of participant speech")
     ax.set_title(title or "latency waterfall")
     if seen:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=8, frameon=False)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
