@@ -23,20 +23,31 @@ class CallEndpoint(Protocol):
 
     conversation_id: str
 
+    # Optional attributes the meeting page reads through GET /meet/{id}/info (getattr with defaults):
+    # captions_enabled: bool, greenscreen: bool, require_auth: bool.
+
     def authorize(self, meeting_token: str | None) -> str | None:
-        """None if the participant may join; else the reason (e.g. bad token, room full, call ended)."""
+        """None if the participant may join; else the reason (e.g. bad token, room full, call ended).
+
+        Runs when the offer arrives, before the participant has joined, so a `max_participants` check must
+        count participants still connecting (`MeetingTransport.participants(cid)` lists them)."""
 
     async def participant_joined(self, participant_id: str) -> None:
         """A participant's peer connection is up (ICE connected). Drives presence timers and the greeting."""
 
     async def participant_left(self, participant_id: str, reason: str) -> None:
-        """Left / disconnected / ICE failed. `reason` is "left" | "disconnected" | "ice_failed" | "closed"."""
+        """Left / disconnected / ICE failed. `reason` is "left" | "disconnected" | "ice_failed" | "closed".
+
+        Called at most once per participant, only after `participant_joined`, and not when the calls layer
+        closes the conversation itself (`close_conversation`)."""
 
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         """A 20 ms frame of participant audio: int16 mono at INBOUND_SAMPLE_RATE. Must not block."""
 
     async def interaction(self, participant_id: str, message: object) -> None:
-        """A data-channel message, already JSON-decoded (or the raw string if it was not JSON)."""
+        """A data-channel message, already JSON-decoded. Text that is not JSON is answered by the transport
+        with a `conversation.error` event and never reaches here; `conversation.leave` is handled by the
+        transport (it ends that participant's presence) and is not forwarded."""
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         """The replica's frames, each with the audio that plays during it, paced in real time."""
