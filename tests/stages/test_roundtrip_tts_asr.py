@@ -1,6 +1,7 @@
 """TTS -> ASR round trip on real audio: the default pair (Piper joe -> faster-whisper tiny.en) must understand
 itself with WER <= 10 % over varied sentences. Text is normalized before scoring (case, punctuation, numbers
-as words), so only recognition errors count."""
+as words), so only recognition errors count. espeak-ng (formant synthesis) is far less natural: whisper
+tiny.en still gets most of its English (measured ~11-21 % WER), the bound is a sanity check."""
 
 from __future__ import annotations
 
@@ -87,3 +88,16 @@ async def test_piper_to_whisper_tiny_en_wer(asr):
     misses = [(r, h) for r, h in zip(refs, hyps) if r != h]
     print(f"piper -> faster-whisper tiny.en: WER {wer:.3f} over {len(refs)} sentences; misses: {misses}")
     assert wer <= 0.10, misses
+
+
+async def test_espeak_en_to_whisper_tiny_en_is_intelligible(asr):
+    tts = instantiate(OmegaConf.load("conf/tts/espeak.yaml"))
+    refs, hyps = [], []
+    for text in SENTENCES[:12]:
+        audio = np.concatenate([c.samples async for c in tts.stream(text)])
+        transcript = await asr.transcribe(resample(audio, tts.sample_rate, 16_000), 16_000)
+        refs.append(normalize(text))
+        hyps.append(normalize(transcript.text))
+    wer = jiwer.wer(refs, hyps)
+    print(f"espeak en-us -> faster-whisper tiny.en: WER {wer:.3f} over {len(refs)} sentences")
+    assert wer <= 0.35, list(zip(refs, hyps))

@@ -46,10 +46,15 @@ def test_voices_of_the_language_table_work():
     routes = LanguageTable(table)
     voices = {r.name: r.tts_overrides.get("voice") for r in map(routes.resolve, routes.supported()) if r.tts == "espeak"}
     assert voices, "the language table routes some language to espeak"
+    phonemes = {}
     for name, voice in voices.items():
         tts = EspeakTTS(voice=voice)
         chunk = tts.synthesize("Uno, dos, tres.")
         assert chunk.duration > 0.3 and chunk.words, name
+        phonemes[name] = chunk.phoneme_string
+    # each voice really speaks its own language: the same letters are pronounced differently
+    assert len(set(phonemes.values())) == len(phonemes), phonemes
+    assert "ɾ" in phonemes["spanish"] and "ʁ" in phonemes["french"]
 
 
 def test_voice_names_variants_and_rate():
