@@ -47,7 +47,7 @@ def latency_figure(turns: Sequence[dict[str, Any]], title: str = "response laten
                    width: float = 6.4) -> Figure:
     """Horizontal waterfall: one row per turn, one coloured segment per hop, the total written at the end."""
     rows = list(turns)[-12:]  # the latest turns; older ones stay in the table
-    fig = Figure(figsize=(width, 0.9 + 0.38 * max(1, len(rows))), dpi=90)
+    fig = Figure(figsize=(width, 1.6 + 0.38 * max(1, len(rows))), dpi=90)
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=10)
     if not rows:
@@ -73,7 +73,7 @@ def latency_figure(turns: Sequence[dict[str, Any]], title: str = "response laten
     ax.tick_params(axis="x", labelsize=8)
     ax.margins(x=0.15)
     if seen:
-        ax.legend(fontsize=7, loc="lower right", ncols=2, frameon=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.42), ncols=4, frameon=False)
     fig.tight_layout()
     return fig
 
