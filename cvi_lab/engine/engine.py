@@ -30,6 +30,7 @@ import numpy as np
 from cvi_lab.audio import resample, to_float32
 from cvi_lab.clock import Clock, SystemClock
 from cvi_lab.engine.chunker import ClauseChunker
+from cvi_lab.engine.interactions import SENSITIVITY_KEYS, parse_interaction, text_prop
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import EngineSettings, PipelineConfigError
 from cvi_lab.engine.turns import TurnTaking, UserTurn, clock_sleep
@@ -41,7 +42,6 @@ from cvi_lab.stages.base import (
     AvatarRenderer,
     ChatMessage,
     LLMStats,
-    StageInputError,
     Transcript,
     TTSChunk,
     TurnDetector,
@@ -58,15 +58,6 @@ RECORDED = {
     "conversation.tool_call",
     "conversation.error",
 }
-INTERACTIONS = {
-    "conversation.echo",
-    "conversation.respond",
-    "conversation.interrupt",
-    "conversation.overwrite_llm_context",
-    "conversation.append_llm_context",
-    "conversation.sensitivity",
-}
-SENSITIVITY_KEYS = {"participant_pause_sensitivity": "pause_sensitivity", "participant_interrupt_sensitivity": "interrupt_sensitivity"}
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
 Sink = Callable[..., "Awaitable[None] | None"]
@@ -699,7 +690,7 @@ class ConversationEngine:
     async def handle_interaction(self, message: object) -> None:
         """Validate and apply one data-channel message; anything wrong → an error event, the call goes on."""
         try:
-            event_type, props = self._validate(message)
+            event_type, props = parse_interaction(message, self.conversation_id)
         except ValueError as exc:
             self.error(str(exc), "interaction")
             return
@@ -711,40 +702,17 @@ class ConversationEngine:
             elif event_type == "conversation.interrupt":
                 self._interrupt("interaction")
             elif event_type == "conversation.overwrite_llm_context":
-                self.context = _text_prop(props, "context", allow_empty=True)
+                self.context = text_prop(props, "context", allow_empty=True)
             elif event_type == "conversation.append_llm_context":
-                extra = _text_prop(props, "context")
+                extra = text_prop(props, "context")
                 self.context = f"{self.context} {extra}".strip()
             elif event_type == "conversation.sensitivity":
                 self._sensitivity(props)
         except (ValueError, PipelineConfigError) as exc:
             self.error(str(exc), "interaction", received_event_type=event_type)
 
-    def _validate(self, message: object) -> tuple[str, dict]:
-        if isinstance(message, (str, bytes)):
-            try:
-                message = json.loads(message)
-            except ValueError:
-                raise ValueError("message is not JSON; send an object with message_type, event_type, properties") from None
-        if not isinstance(message, dict):
-            raise ValueError("message must be a JSON object with message_type, event_type, properties")
-        if message.get("message_type") != "conversation":
-            raise ValueError(f"message_type {message.get('message_type')!r} is not accepted; use 'conversation'")
-        event_type = message.get("event_type")
-        if event_type not in INTERACTIONS:
-            raise ValueError(f"event_type {event_type!r} is not accepted; accepted: {', '.join(sorted(INTERACTIONS))}")
-        cid = message.get("conversation_id")
-        if cid is not None and cid != self.conversation_id:
-            raise ValueError(f"conversation_id {cid!r} does not match this conversation ({self.conversation_id})")
-        props = message.get("properties", {})
-        if props is None:
-            props = {}
-        if not isinstance(props, dict):
-            raise ValueError(f"{event_type}: properties must be an object")
-        return event_type, props
-
     def _respond_message(self, props: dict) -> None:
-        text = _text_prop(props, "text")
+        text = text_prop(props, "text")
         if self.echo_mode:
             raise ValueError("conversation.respond is not available in echo pipeline_mode; use conversation.echo")
         self._interrupt("interaction")
@@ -760,7 +728,7 @@ class ConversationEngine:
         inference_id = str(props.get("inference_id") or uuid.uuid4().hex[:12])
         done = bool(props.get("done", True if modality == "text" and "inference_id" not in props else False))
         if modality == "text":
-            text = _text_prop(props, "text", allow_empty=done)
+            text = text_prop(props, "text", allow_empty=done)
             speech, queue, chunker = self._echo_stream(inference_id)
             for clause in chunker.push(text):
                 queue.put_nowait(clause)
@@ -857,13 +825,6 @@ def _trim_leading_silence(chunk: TTSChunk, floor_dbfs: float, keep_s: float = 0.
         return [type(t)(t.label, max(0.0, t.start - shift), max(0.0, t.end - shift)) for t in timings]
 
     return TTSChunk(x[cut:], rate, chunk.text, moved(chunk.words), moved(chunk.phonemes), chunk.phoneme_string)
-
-
-def _text_prop(props: dict, key: str, allow_empty: bool = False) -> str:
-    value = props.get(key, "" if allow_empty else None)
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        raise StageInputError(f"'{key}' must be a non-empty string")
-    return value
 
 
 async def _aiter(items: AsyncIterator | Iterable) -> AsyncIterator:

@@ -65,6 +65,9 @@ async def clock_sleep(clock: Clock, delay: float) -> None:
         handle.cancel()
 
 
+LOUD_POWER = 10 ** (-50 / 10)  # mean power of a -50 dBFS frame: quieter frames inside a VAD segment are pauses
+
+
 class _AudioBuffer:
     """Recent participant audio addressed by absolute sample index (the VAD's counter)."""
 
@@ -110,6 +113,7 @@ class TurnTaking:
         self._decision: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.enabled = True  # False: audio is ignored (no participant / shutting down)
+        self._last_loud = 0  # sample index after the last loud frame (barge-in speech length)
 
     # --------------------------------------------------------------- input
     def push(self, pcm: np.ndarray) -> None:
@@ -130,7 +134,13 @@ class TurnTaking:
             else:
                 self._speech_end(ev.sample)
         if self.turn is not None and self.vad.speaking:
-            self.handler.user_speech(self.turn, (self._audio.end - self.turn.segment_start) / self.rate)
+            # The VAD stays "speaking" through its min silence: count speech up to the last frame with sound,
+            # so a short word plus the silence after it does not pass for a long barge-in.
+            x = np.asarray(pcm, dtype=np.float32)
+            if len(x) and float(np.mean(x * x)) > LOUD_POWER:
+                self._last_loud = self._audio.end
+            spoken = max(0, self._last_loud - self.turn.segment_start)
+            self.handler.user_speech(self.turn, spoken / self.rate)
 
     def _wall_time_of(self, sample: int) -> float:
         """Map a VAD sample index to the clock: the frame just pushed ends now."""

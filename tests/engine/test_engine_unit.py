@@ -3,10 +3,8 @@ echo, respond, failures, interaction validation. Real-model behaviour is in test
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
-import numpy as np
 import pytest
 
 from cvi_lab.engine.engine import ConversationEngine, ConversationSpec, Sinks, Stages
