@@ -56,7 +56,8 @@ class LocalServer(RemoteServer):
     in_process = True
 
     def __init__(self, cfg: Any = None, *, overrides: Sequence[str] = (), home: str | os.PathLike | None = None,
-                 port: int = 0, start_timeout: float = 120.0) -> None:
+                 port: int = 0, start_timeout: float = 120.0, runtime_factories: Sequence[Any] = (),
+                 installers: Sequence[Any] = ()) -> None:
         from omegaconf import OmegaConf
 
         if cfg is None:
@@ -67,6 +68,7 @@ class LocalServer(RemoteServer):
             cfg = OmegaConf.merge(cfg, {"server": {"home": str(pathlib.Path(home).resolve())}})
         cfg = OmegaConf.merge(cfg, {"server": {"host": "127.0.0.1", "port": int(port)}})
         self.cfg = cfg
+        self._extra = {"runtime_factories": list(runtime_factories), "installers": list(installers)}
         keys = [str(k) for k in (cfg.server.get("api_keys") or []) if k]
         self._loop = BackgroundLoop("cvi-lab-server")
         self._runner = None
@@ -84,7 +86,7 @@ class LocalServer(RemoteServer):
 
         from cvi_lab.api.app import base_url, create_app
 
-        self.app = create_app(self.cfg)
+        self.app = create_app(self.cfg, **self._extra)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         server = self.app["settings"]["server"]
