@@ -15,6 +15,7 @@ Measures (median of `--repeats` runs after warmup):
 - tts:  one two-sentence reply: time to first audio chunk; RTF = synthesis time / audio duration.
 
 Usage: python -m benchmarks.bench_stages [--stages vad,asr] [--only asr/faster_whisper_base] [--repeats 3]
+(a partial run updates its rows in the existing results and keeps the others)
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ async def run_child(stage_name: str, conf_name: str, repeats: int) -> dict:
         return out
     out.update(await BENCH[stage_name](stage, audio, repeats))
     out["peak_rss_mb"] = peak_rss_mb()
+    out["load_avg_1m"] = os.getloadavg()[0]  # the machine may be shared: read numbers with this in mind
     return out
 
 
@@ -243,14 +245,26 @@ def markdown(results: list[dict], info: dict) -> str:
         if r["status"] != "ok":
             lines.append(f"| {r['stage']} | {r['backend']} | – | – | – | – | – | {r['status']}: {r.get('note', '')[:160]} |")
             continue
+        load = f"; load avg {r['load_avg_1m']:.1f}" if "load_avg_1m" in r else ""
         rtf = fmt(r.get("rtf"), ".4f" if (r.get("rtf") or 1) < 0.01 else ".3f")
         per_call = fmt(r["per_call_ms"], ".3f" if r["per_call_ms"] < 1 else ".0f")
         first = fmt(r["first_output_ms"], ".3f" if r["first_output_ms"] < 1 else ".0f")
         lines.append(
             f"| {r['stage']} | {r['backend']} | {rtf} | {first} | {per_call} | {fmt(r.get('load_s'), '.2f')} | "
-            f"{fmt(r.get('peak_rss_mb'))} | {r.get('detail', '')} |"
+            f"{fmt(r.get('peak_rss_mb'))} | {r.get('detail', '')}{load} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def merge(path: Path, fresh: list[dict]) -> list[dict]:
+    """A partial run (--stages / --only) updates its rows in the existing results and keeps the others."""
+    try:
+        old = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return fresh
+    rows = {(r["stage"], r["backend"]): r for r in old}
+    rows.update({(r["stage"], r["backend"]): r for r in fresh})
+    return sorted(rows.values(), key=lambda r: (STAGES.index(r["stage"]) if r["stage"] in STAGES else 99, r["backend"]))
 
 
 def main(argv=None) -> int:
@@ -273,6 +287,7 @@ def main(argv=None) -> int:
         results.append(run_one(stage, name, args.repeats, args.timeout))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results = merge(out / "stages.json", results) if (only or args.stages != ",".join(STAGES)) else results
     (out / "stages.json").write_text(json.dumps({"machine": info, "results": results}, indent=2, default=float) + "\n")
     table = markdown(results, info)
     (out / "stages.md").write_text(table)
