@@ -18,7 +18,7 @@ from cvi_lab.audio import load_audio, resample
 from cvi_lab.engine.engine import ConversationSpec
 from cvi_lab.engine.factory import create_engine
 from cvi_lab.engine.offline import Join, Pause, Say, Send, WaitFor, WaitQuiet, run_script
-from cvi_lab.engine.pipeline_config import CONF_DIR
+from cvi_lab.engine.pipeline_config import CONF_DIR, build_plan
 from cvi_lab.engine.stage_pool import StagePool
 
 pytestmark = pytest.mark.slow
@@ -42,10 +42,11 @@ def cfg():
 def pool(cfg):
     """Shared, warmed-up stages (the loads happen once for all tests here)."""
     pool = StagePool()
+    plan = build_plan(cfg)  # the engine's view of the configs (e.g. its thread budget), so keys match
 
     async def preload():
         for group in ("asr", "turn", "llm", "tts"):
-            await pool.get(group, cfg[group])
+            await pool.get(group, plan.stages[group])
 
     asyncio.run(preload())
     return pool
@@ -56,7 +57,7 @@ def question(pool, cfg):
     """'What is the capital of France?' spoken by piper, at 16 kHz."""
 
     async def synth():
-        tts = await pool.get("tts", cfg.tts)
+        tts = await pool.get("tts", build_plan(cfg).stages["tts"])
         chunks = [c async for c in tts.stream("What is the capital of France?")]
         return resample(np.concatenate([c.samples for c in chunks]), tts.sample_rate, 16_000)
 
@@ -64,7 +65,7 @@ def question(pool, cfg):
 
 
 async def transcribe(pool, cfg, audio, rate):
-    asr = await pool.get("asr", cfg.asr)
+    asr = await pool.get("asr", build_plan(cfg).stages["asr"])
     return (await asr.transcribe(resample(audio, rate, 16_000), 16_000, "en")).text
 
 
