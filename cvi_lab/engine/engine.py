@@ -18,6 +18,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -134,6 +135,9 @@ class Speech:
     finished: bool = False
     first_audio: asyncio.Event = field(default_factory=asyncio.Event)
     last_input: float = 0.0  # echo: when the sender last gave us something
+    hold: asyncio.Event | None = None  # speculative answer: its audio waits for this (set at the commit)
+    held_turn: Any = None  # ... prepared for this user turn
+    held_text: str = ""  # ... from this transcript
 
     @property
     def played_s(self) -> float:
@@ -465,6 +469,10 @@ class ConversationEngine:
             index += 1
             try:
                 async for chunk in tts.stream(text):
+                    if speech.hold is not None and not speech.hold.is_set():
+                        if speech.latency is not None:
+                            speech.latency.mark("tts_first_audio", self.clock.monotonic())
+                        await speech.hold.wait()  # a speculative answer plays only once the turn is committed
                     self._push(speech, clause, chunk)
             except (asyncio.CancelledError, StageFailure):
                 raise
@@ -543,18 +551,55 @@ class ConversationEngine:
 
     async def turn_complete(self, turn: UserTurn, transcript: Transcript) -> None:
         text = (transcript.text or "").strip()
+        held = self._held(turn)
+        if held is not None and held.held_text != text:
+            self._drop_held(turn)
+            held = None
         if not text:
             return
         if turn.overlapped and not turn.barged_in:
             return  # spoke over the replica without interrupting it: a backchannel, not a turn
-        self._interrupt("superseded")  # an answer not yet audible is for an older, now extended, turn
+        self._interrupt("superseded", keep=held)  # an answer not yet audible is for an older, now extended, turn
         self.emit("conversation.utterance", {"role": "user", "speech": text}, turn.latency.turn_idx)
         self._remember("user", text)
         lat = turn.latency
         lat.extra["user_text"] = text
         if transcript.language:
             lat.extra["language"] = transcript.language
+        if held is not None:  # the answer prepared during the patience: let it play
+            held.latency.turn_decision = lat.turn_decision
+            held.latency.extra.update(lat.extra, speculative=True)
+            held.held_turn = None
+            held.hold.set()
+            return
         self._answer(lat)
+
+    def turn_tentative(self, turn: UserTurn, transcript: Transcript) -> None:
+        """The detector thinks the participant may go on; prepare the answer to what we have (LLM, first
+        clause, its TTS) so that, if the patience runs out with no more speech, it plays at once."""
+        text = (transcript.text or "").strip()
+        if not self.settings.speculative_answer or not text or (turn.overlapped and not turn.barged_in):
+            return
+        self._drop_held(turn)
+        lat = dataclasses.replace(turn.latency, extra=dict(turn.latency.extra))
+        speech = self._new_speech("response", latency=lat, turn_idx=lat.turn_idx)
+        speech.hold, speech.held_turn, speech.held_text = asyncio.Event(), turn, text
+        self._run(speech, lambda: self._respond(speech, pending_user=text))
+
+    def turn_abandoned(self, turn: UserTurn) -> None:
+        self._drop_held(turn)
+
+    def _held(self, turn: UserTurn) -> Speech | None:
+        return next((sp for sp in self._speeches if sp.held_turn is turn), None)
+
+    def _drop_held(self, turn: UserTurn) -> None:
+        speech = self._held(turn)
+        if speech is not None:
+            speech.latency = None  # never heard: no latency record
+            speech.held_turn = None
+            if speech.task is not None:
+                speech.task.cancel()
+            self._maybe_finish(speech, interrupted=True)
 
     # ================================================================ answering
     def _answer(self, lat: TurnLatency) -> None:
@@ -581,12 +626,19 @@ class ConversationEngine:
         else:
             self.history.append(ChatMessage(role, text))
 
-    async def _respond(self, speech: Speech) -> None:
-        """LLM → chunker → queue → TTS → avatar. The LLM runs ahead in its own task while clauses are spoken."""
+    async def _respond(self, speech: Speech, pending_user: str | None = None) -> None:
+        """LLM → chunker → queue → TTS → avatar. The LLM runs ahead in its own task while clauses are spoken.
+        `pending_user`: the user's words not yet in the history (a speculative answer)."""
         lat = speech.latency
         queue: asyncio.Queue = asyncio.Queue()
         stats = LLMStats()
-        producer = asyncio.ensure_future(self._llm_clauses(speech, queue, stats))
+        messages = self._messages()
+        if pending_user:
+            if messages[-1].role == "user":
+                messages[-1] = ChatMessage("user", f"{messages[-1].content} {pending_user}")
+            else:
+                messages.append(ChatMessage("user", pending_user))
+        producer = asyncio.ensure_future(self._llm_clauses(speech, queue, stats, messages))
         try:
             await self._speak(speech, _drain(queue))
             await producer
@@ -596,7 +648,8 @@ class ConversationEngine:
                 lat.extra.update(prompt_tokens=stats.prompt_tokens, cached_prompt_tokens=stats.cached_prompt_tokens,
                                  completion_tokens=stats.completion_tokens)
 
-    async def _llm_clauses(self, speech: Speech, queue: asyncio.Queue, stats: LLMStats) -> None:
+    async def _llm_clauses(self, speech: Speech, queue: asyncio.Queue, stats: LLMStats,
+                           messages: list[ChatMessage]) -> None:
         """Stream the LLM, cut clauses, hand them to the speaker; a tool call (JSON reply) becomes an event."""
         lat, s = speech.latency, self.settings
         chunker = ClauseChunker(s.chunker)
@@ -604,7 +657,7 @@ class ConversationEngine:
         tool_buffer: str | None = None
         head = ""
         try:
-            async for piece in self.stages.llm.stream(self._messages(), s.max_tokens, stats):
+            async for piece in self.stages.llm.stream(messages, s.max_tokens, stats):
                 if lat is not None:
                     lat.mark("llm_first_token", self.clock.monotonic())
                 if tool_buffer is not None:
@@ -653,7 +706,7 @@ class ConversationEngine:
                   speech.turn_idx, inference_id=speech.inference_id)
 
     # ================================================================ interrupting
-    def _interrupt(self, reason: str) -> bool:
+    def _interrupt(self, reason: str, keep: Speech | None = None) -> bool:
         """Stop every interruptible speech (playing or still being produced). False if the greeting plays.
 
         `reason`: barge_in | interaction (audible speech is cut, history truncated to the heard words);
@@ -661,7 +714,7 @@ class ConversationEngine:
         audible = self._audible()
         if audible is not None and not audible.interruptible:
             return False  # the greeting cannot be interrupted
-        targets = [sp for sp in self._speeches if sp.interruptible]
+        targets = [sp for sp in self._speeches if sp.interruptible and sp is not keep]
         if reason == "superseded":
             targets = [sp for sp in targets if not sp.started]
         if not targets:

@@ -50,6 +50,7 @@ class EngineSettings:
     history_max_messages: int = 40
     system_prompt_default: str = ""
     trim_leading_silence_dbfs: float | None = -50.0
+    speculative_answer: bool = True
     stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_turn_detector: bool = True
     language_code: str | None = "en"  # ASR language; None = detect per utterance (multilingual)

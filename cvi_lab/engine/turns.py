@@ -7,8 +7,10 @@ detector, so the transcript is usually ready when the detector says "complete". 
 cancelled and the turn goes on, to be transcribed again, whole, at the next pause.
 
 The engine (the speaking side) gets callbacks: `user_started` / `user_stopped` per VAD segment,
-`user_speech(turn, seconds)` on every frame while the participant speaks (barge-in check), and
-`turn_complete(turn, transcript)` once a turn is committed.
+`user_speech(turn, seconds)` on every frame while the participant speaks (barge-in check),
+`turn_complete(turn, transcript)` once a turn is committed, and, while the patience runs on a turn the
+detector judged unfinished, `turn_tentative(turn, transcript)` (start preparing an answer) and
+`turn_abandoned(turn)` (the participant went on: drop it).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class TurnHandler(Protocol):
     def user_speech(self, turn: UserTurn, speech_s: float) -> None: ...
 
     async def turn_complete(self, turn: UserTurn, transcript: Transcript) -> None: ...
+
+    def turn_tentative(self, turn: UserTurn, transcript: Transcript) -> None: ...
+
+    def turn_abandoned(self, turn: UserTurn) -> None: ...
 
     def stage_failed(self, stage: str, exc: BaseException) -> None: ...
 
@@ -200,12 +206,22 @@ class TurnTaking:
                     self.handler.stage_failed("turn", exc)
                 lat.extra["turn_prob"] = round(float(prob), 3)
             if prob < s.turn_threshold:
-                await clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0)
+                # Maybe not finished: wait out the patience, but hand the transcript over as soon as it exists
+                # so the engine can prepare the answer (held back until the commit, dropped if speech resumes).
+                patience = asyncio.ensure_future(clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0))
+                try:
+                    done, _ = await asyncio.wait({asr_task, patience}, return_when=asyncio.FIRST_COMPLETED)
+                    if asr_task in done and not patience.done() and asr_task.result() is not None:
+                        self.handler.turn_tentative(turn, asr_task.result())
+                    await patience
+                finally:
+                    patience.cancel()
                 lat.extra["turn_by_patience"] = True
             lat.turn_decision = self.clock.monotonic()
             transcript = await asr_task
         except BaseException:
             asr_task.cancel()
+            self.handler.turn_abandoned(turn)
             raise
         if self.turn is turn:
             self.turn = None

@@ -95,14 +95,21 @@ async def test_incomplete_turn_waits_and_resumed_speech_is_one_turn():
                           WaitFor("conversation.replica.stopped_speaking"), WaitQuiet()])
     assert utterances(res, "user") == ["first half and the rest"]
     assert turn.calls == 2
-    assert len(eng.stages.llm.prompts) == 1
+    # an answer to "first half" was prepared during the pause (speculation), then dropped unheard
+    assert [p[-1].content for p in eng.stages.llm.prompts] == ["first half", "first half and the rest"]
+    assert len(utterances(res, "replica")) == 2 and len(res.of_type("conversation.replica.started_speaking")) == 2
+    assert len(eng.turn_records) == 1
 
 
 async def test_patience_commits_an_incomplete_turn():
     eng = make(turn=ScriptedTurn([0.0]), greeting="Hi!")
     res = await run(eng, [Join(), WaitQuiet(), Say(tone(0.5)), WaitFor("conversation.replica.stopped_speaking")])
     assert utterances(res, "user") == ["hello there"]
-    assert eng.turn_records[0][1]["turn_by_patience"] is True
+    m = eng.turn_records[0][1]
+    assert m["turn_by_patience"] is True
+    # the answer was prepared while the patience ran, and held until the commit
+    assert m["speculative"] is True and m["llm_first_token_ms"] < m["turn_decision_ms"] < m["first_frame_sent_ms"]
+    assert len(eng.stages.llm.prompts) == 1
 
 
 async def test_barge_in_stops_audio_and_history_keeps_only_heard_words():

@@ -33,6 +33,12 @@ class Handler:
     def stage_failed(self, stage, exc):
         self.log.append(("failed", stage))
 
+    def turn_tentative(self, turn, transcript):
+        self.log.append(("tentative", transcript.text))
+
+    def turn_abandoned(self, turn):
+        self.log.append(("abandoned",))
+
 
 def feed(tt, audio):
     for i in range(0, len(audio), 320):
@@ -51,7 +57,7 @@ async def test_incomplete_turn_waits_for_the_clock_then_commits():
     tt = TurnTaking(energy_vad(200), ScriptedTurn([0.1]), ScriptedASR(["so what I mean is"]), s, clock, h)
     feed(tt, np.concatenate([silence(0.3), tone(0.8), silence(0.4)]))
     await settle()
-    assert h.log == [("started", True), ("stopped",)]
+    assert h.log == [("started", True), ("stopped",), ("tentative", "so what I mean is")]
     assert h.turns == []  # the detector said "not done": waiting on the clock
     clock.advance(0.5)
     await settle()
@@ -77,6 +83,7 @@ async def test_speech_resuming_cancels_the_pending_decision():
     await settle()
     assert [t for t, _ in h.turns] == ["first and second"]
     assert h.log.count(("started", True)) == 1 and h.log.count(("started", False)) == 1
+    assert ("tentative", "first") in h.log and ("abandoned",) in h.log
     assert h.turns[0][1].extra["resumed"] == 1
     await tt.close()
 
