@@ -98,7 +98,12 @@ class OfflineResult:
     says: list[dict] = field(default_factory=list)  # label, start, speech_end, end (s from start)
     latencies: list[dict] = field(default_factory=list)  # engine record_turn payloads
     loop_lag_max_ms: float = 0.0
+    loop_lags_ms: list[float] = field(default_factory=list)  # every heartbeat's lateness
     wall_s: float = 0.0
+
+    @property
+    def loop_lag_p99_ms(self) -> float:
+        return float(np.percentile(self.loop_lags_ms, 99)) if self.loop_lags_ms else 0.0
 
     @property
     def audio(self) -> np.ndarray:
@@ -162,7 +167,9 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
         while True:
             t = time.monotonic()
             await asyncio.sleep(period)
-            res.loop_lag_max_ms = max(res.loop_lag_max_ms, (time.monotonic() - t - period) * 1000.0)
+            lag = (time.monotonic() - t - period) * 1000.0
+            res.loop_lags_ms.append(lag)
+            res.loop_lag_max_ms = max(res.loop_lag_max_ms, lag)
 
     consumer = asyncio.ensure_future(consume())
     beat = asyncio.ensure_future(heartbeat())
@@ -238,7 +245,7 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
 
 
 # ---------------------------------------------------------------- command line
-async def _measure(overrides: list[str], text: str, turns: int, wav: str | None) -> dict:
+async def _measure(overrides: list[str], texts: list[str], turns: int, wav: str | None) -> dict:
     from cvi_lab.audio import resample
     from cvi_lab.cli import compose_config
     from cvi_lab.engine.engine import ConversationSpec
@@ -247,19 +254,19 @@ async def _measure(overrides: list[str], text: str, turns: int, wav: str | None)
 
     cfg = compose_config(overrides)
     pool = StagePool()
-    if wav:
-        speech = Say.file(wav, "wav")
-    else:
-        tts = await pool.get("tts", cfg.tts)
-        chunks = [c async for c in tts.stream(text)]
-        speech = Say(resample(np.concatenate([c.samples for c in chunks]), tts.sample_rate, MIC_RATE), text)
+    says = [Say.file(wav, "wav")] if wav else []
+    if not wav:
+        tts = await pool.get("tts", cfg.tts)  # the participant's voice: piper
+        for text in texts:
+            chunks = [c async for c in tts.stream(text)]
+            says.append(Say(resample(np.concatenate([c.samples for c in chunks]), tts.sample_rate, MIC_RATE), text))
     spec = ConversationSpec("c-offline", system_prompt="You are a friendly assistant in a video call. "
                             "Answer in one or two short sentences.")
     engine = await create_engine(cfg, spec, pool=pool)
     await engine.start()
     script: list[Step] = [Join(), WaitFor("conversation.replica.stopped_speaking", timeout=60), WaitQuiet()]
-    for _ in range(turns):
-        script += [speech, WaitFor("conversation.replica.stopped_speaking", timeout=90), WaitQuiet(timeout=60)]
+    for i in range(turns):
+        script += [says[i % len(says)], WaitFor("conversation.replica.stopped_speaking", timeout=90), WaitQuiet(timeout=60)]
     try:
         res = await run_script(engine, script)
     finally:
@@ -269,6 +276,7 @@ async def _measure(overrides: list[str], text: str, turns: int, wav: str | None)
         "turns": [m for m in res.latencies if m.get("kind") == "response"],
         "at_participant_s": res.response_latencies(),
         "loop_lag_max_ms": round(res.loop_lag_max_ms, 1),
+        "loop_lag_p99_ms": round(res.loop_lag_p99_ms, 1),
         "avatar_render_ms_mean": round(float(np.mean(render)), 2) if render else None,
         "utterances": [(e["properties"]["role"], e["properties"]["speech"]) for e in res.of_type("conversation.utterance")],
     }
@@ -281,11 +289,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description="Run spoken turns through an engine offline and print latency records.")
     p.add_argument("--turns", type=int, default=3)
-    p.add_argument("--text", default="What is the capital of France?")
+    p.add_argument("--text", action="append", help="what the participant says (repeat for several; cycled)")
     p.add_argument("--wav", default=None)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
-    print(json.dumps(asyncio.run(_measure(args.overrides, args.text, args.turns, args.wav)), indent=1))
+    texts = args.text or ["What is the capital of France?", "Can you recommend a good book?", "How do I boil an egg?"]
+    print(json.dumps(asyncio.run(_measure(args.overrides, texts, args.turns, args.wav)), indent=1))
 
 
 if __name__ == "__main__":
