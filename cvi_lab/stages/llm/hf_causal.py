@@ -255,6 +255,10 @@ class HFCausalLLM(LLM):
             probs = probs / probs.sum()
         return int(torch.multinomial(probs, 1, generator=gen))
 
+    def _decode(self, ids: list[int]) -> str:
+        # no clean-up of spaces: decoding a prefix of the tokens then gives a prefix of the full text
+        return self._tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
     # ------------------------------------------------------------ generation (worker thread)
     def _generate(
         self, msgs: list[dict[str, str]], max_new: int, stop: threading.Event, emit: Callable[[str, Any], None],
@@ -279,13 +283,12 @@ class HFCausalLLM(LLM):
                         break
                     generated.append(token)
                     stats.completion_tokens = len(generated)
-                    text = self._tok.decode(generated, skip_special_tokens=True)
-                    if text.startswith(sent) and not text.endswith("\ufffd"):  # hold back partial UTF-8
-                        piece, sent = text[len(sent) :], text
-                        if piece:
-                            if stats.first_token_s is None:
-                                stats.first_token_s = time.perf_counter() - t0
-                            emit("text", piece)
+                    text = self._decode(generated)
+                    if len(text) > len(sent) and not text.endswith("\ufffd"):  # hold back partial UTF-8
+                        if stats.first_token_s is None:
+                            stats.first_token_s = time.perf_counter() - t0
+                        emit("text", text[len(sent) :])
+                        sent = text
                     if step == max_new - 1 or stop.is_set():
                         break
                     try:
@@ -294,6 +297,9 @@ class HFCausalLLM(LLM):
                         self._cache, self._cache_ids = None, []
                         raise
                     self._cache_ids.append(token)
+                tail = self._decode(generated)[len(sent) :] if generated and not stop.is_set() else ""
+                if tail:  # text held back at the very end (a lone partial character)
+                    emit("text", tail)
             if not self.prefix_cache:
                 self._cache, self._cache_ids = None, []
             stats.total_s = time.perf_counter() - t0
