@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from cvi_lab.domain.languages import LanguageTable
-from cvi_lab.stages.base import StageInputError
+from cvi_lab.stages.base import ModelMissingError, StageInputError
 from cvi_lab.stages.tts.espeak import EspeakTTS
 
 
@@ -103,3 +103,5 @@ async def test_empty_text_and_bad_settings(tts):
             pass
     with pytest.raises(StageInputError, match="rate"):
         EspeakTTS(rate=5)
+    with pytest.raises(ModelMissingError, match="cannot load the espeak-ng library"):
+        EspeakTTS(library="/nonexistent/libespeak-ng.so")

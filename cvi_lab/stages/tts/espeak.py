@@ -125,7 +125,12 @@ class _Engine:
             lib_path, data = found, None
         elif library not in ("auto", "piper"):
             lib_path, data = Path(library), None
-        self.lib = lib = ctypes.CDLL(str(lib_path))
+        try:
+            self.lib = lib = ctypes.CDLL(str(lib_path))
+        except OSError as exc:
+            raise ModelMissingError(
+                f"espeak: cannot load the espeak-ng library {lib_path} ({exc}); use library: auto, piper or system"
+            ) from exc
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
