@@ -463,16 +463,20 @@ class ConversationEngine:
         async for text in _aiter(clauses):
             clause = Clause(text)
             speech.clauses.append(clause)
-            self.emit("conversation.utterance.streaming",
-                      {"role": "replica", "speech": speech.text(), "delta": text, "index": index,
-                       "inference_id": speech.inference_id}, speech.turn_idx, inference_id=speech.inference_id)
-            index += 1
+            announced = False
             try:
                 async for chunk in tts.stream(text):
                     if speech.hold is not None and not speech.hold.is_set():
                         if speech.latency is not None:
                             speech.latency.mark("tts_first_audio", self.clock.monotonic())
                         await speech.hold.wait()  # a speculative answer plays only once the turn is committed
+                    if not announced:  # (so a speculative answer that is dropped was never announced)
+                        announced = True
+                        self.emit("conversation.utterance.streaming",
+                                  {"role": "replica", "speech": speech.text(), "delta": text, "index": index,
+                                   "inference_id": speech.inference_id}, speech.turn_idx,
+                                  inference_id=speech.inference_id)
+                        index += 1
                     self._push(speech, clause, chunk)
             except (asyncio.CancelledError, StageFailure):
                 raise
