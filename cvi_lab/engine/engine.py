@@ -197,6 +197,7 @@ class ConversationEngine:
         self.running = False
         self.barge_in_at: list[float] = []  # clock times of barge-in decisions (tests, lab)
         self.startup_warnings: list[str] = []  # reported as error events by start()
+        self._joined_event: dict | None = None
         self.plan = None  # the PipelinePlan it was built from (factory)
 
     # ================================================================ lifecycle
@@ -207,7 +208,7 @@ class ConversationEngine:
         self.running = True
         self._pump_task = asyncio.ensure_future(self._pump())
         self._spawn(self._prime_llm())
-        self.emit("system.replica_joined", {"replica_id": self.spec.replica_id}, message_type="system")
+        self._joined_event = self.emit("system.replica_joined", {"replica_id": self.spec.replica_id}, message_type="system")
         for warning in self.startup_warnings:
             self.error(warning, "stage", stage=warning.split(" ", 1)[0])
 
@@ -278,6 +279,13 @@ class ConversationEngine:
 
     # ================================================================ events out
     def subscribe(self, send: Callable[[dict], None]) -> Callable[[], None]:
+        """Add an event sink (the transport's data channel). It first gets system.replica_joined, which was
+        emitted at start(), before any participant could be listening."""
+        if self._joined_event is not None:
+            try:
+                send(self._joined_event)
+            except Exception:  # noqa: BLE001
+                log.exception("event subscriber failed")
         self._subscribers.append(send)
 
         def unsubscribe() -> None:

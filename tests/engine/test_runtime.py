@@ -50,6 +50,7 @@ async def test_manager_runs_an_engine_per_call_and_stores_its_transcript(tmp_pat
         assert endpoint.authorize(None) is None
         events = []
         endpoint.subscribe(events.append)
+        assert events[0]["event_type"] == "system.replica_joined" and events[0]["message_type"] == "system"
         frames = []
 
         async def consume():
