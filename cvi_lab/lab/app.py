@@ -85,7 +85,8 @@ def hydra_context() -> dict[str, Any]:
         "choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None},
         "overrides": list(hc.overrides.task),
         "output_dir": hc.runtime.output_dir,
-        "sweep_id": hc.sweep.dir if multirun else None,
+        # the job folder's parent, fixed at launch (re-resolving sweep.dir's ${now:} in a job could differ)
+        "sweep_id": str(Path(hc.runtime.output_dir).parent) if multirun else None,
         "job_num": hc.job.num if multirun else None,
     }
 
