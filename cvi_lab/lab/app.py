@@ -86,7 +86,7 @@ def hydra_context() -> dict[str, Any]:
         "overrides": list(hc.overrides.task),
         "output_dir": hc.runtime.output_dir,
         # the job folder's parent, fixed at launch (re-resolving sweep.dir's ${now:} in a job could differ)
-        "sweep_id": str(Path(hc.runtime.output_dir).parent) if multirun else None,
+        "sweep_id": os.path.relpath(Path(hc.runtime.output_dir).parent, hc.runtime.cwd) if multirun else None,
         "job_num": hc.job.num if multirun else None,
     }
 
