@@ -8,6 +8,7 @@ voiced 10 ms of the replica received); the engine's own records are kept as per-
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -35,10 +36,14 @@ def _server_cfg(cfg: Any, out_dir: Path) -> Any:
     scfg.server.home = str(home)
     scfg.server.store.path = str(home / "cvi-lab.db")
     scfg.server.artifacts_dir = str(home / "artifacts")
-    if not scfg.server.get("runtimes") or not scfg.server.get("installers"):
-        raise ModeUnavailable(
-            "live mode needs the engine runtime and the WebRTC transport registered with the server "
-            "(server.runtimes and server.installers in conf/server/default.yaml are empty); use mode=offline")
+    # the engine and the WebRTC transport as server plug-ins, unless the server config already lists them
+    plugins = {"runtimes": "cvi_lab.engine.runtime.engine_runtime", "installers": "cvi_lab.api.plugins.install_transport"}
+    for key, path in plugins.items():
+        if not scfg.server.get(key):
+            module = path.rsplit(".", 1)[0]
+            if importlib.util.find_spec(module) is None:
+                raise ModeUnavailable(f"live mode needs {path} (server.{key}), which is not installed; use mode=offline")
+            scfg.server[key] = [path]
     return scfg
 
 
