@@ -115,5 +115,7 @@ async def test_bad_input_is_a_clear_error(llm, messages, max_tokens, words):
 async def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(ModelMissingError, match="does not exist"):
         await HFCausalLLM(model=str(tmp_path / "nope.gguf")).warmup()
+    with pytest.raises(ModelMissingError, match="not a model directory"):
+        await HFCausalLLM(model=str(tmp_path)).warmup()
     with pytest.raises(StageInputError, match="temperature"):
         HFCausalLLM(temperature=-1)

@@ -105,9 +105,13 @@ class HFCausalLLM(LLM):
             return str(converted_dir(p)), True
         if p.is_dir():
             ggufs = sorted(p.glob("*.gguf"))
-            if not (p / "config.json").is_file() and len(ggufs) == 1:
+            if (p / "config.json").is_file():
+                return str(p), True
+            if len(ggufs) == 1:
                 return str(converted_dir(ggufs[0])), True
-            return str(p), True
+            raise ModelMissingError(
+                f"HFCausalLLM: {p} is not a model directory (no config.json, and not exactly one .gguf file in it)"
+            )
         if p.is_absolute() or str(name).startswith((".", "~")) or p.suffix == ".gguf" or str(name).count("/") > 1:
             raise ModelMissingError(
                 f"HFCausalLLM: model {name!r} does not exist; give a local model directory, a .gguf file, "
@@ -130,7 +134,7 @@ class HFCausalLLM(LLM):
                 model = AutoModelForCausalLM.from_pretrained(
                     path, dtype=getattr(torch, self.dtype), local_files_only=True
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise ModelMissingError(
                     f"HFCausalLLM: cannot load model {self.model_name!r} from local files ({exc}); models are never "
                     "downloaded at run time: give a local directory / .gguf file, or pre-fetch the hub id"
