@@ -473,19 +473,20 @@ class ConversationEngine:
             speech.clauses.append(clause)
             announced = False
             try:
-                async for chunk in tts.stream(text):
-                    if speech.hold is not None and not speech.hold.is_set():
-                        if speech.latency is not None:
-                            speech.latency.mark("tts_first_audio", self.clock.monotonic())
-                        await speech.hold.wait()  # a speculative answer plays only once the turn is committed
-                    if not announced:  # (so a speculative answer that is dropped was never announced)
-                        announced = True
-                        self.emit("conversation.utterance.streaming",
-                                  {"role": "replica", "speech": speech.text(), "delta": text, "index": index,
-                                   "inference_id": speech.inference_id}, speech.turn_idx,
-                                  inference_id=speech.inference_id)
-                        index += 1
-                    self._push(speech, clause, chunk)
+                async with contextlib.aclosing(tts.stream(text)) as chunks:
+                    async for chunk in chunks:
+                        if speech.hold is not None and not speech.hold.is_set():
+                            if speech.latency is not None:
+                                speech.latency.mark("tts_first_audio", self.clock.monotonic())
+                            await speech.hold.wait()  # a speculative answer plays only once the turn is committed
+                        if not announced:  # (so a speculative answer that is dropped was never announced)
+                            announced = True
+                            self.emit("conversation.utterance.streaming",
+                                      {"role": "replica", "speech": speech.text(), "delta": text, "index": index,
+                                       "inference_id": speech.inference_id}, speech.turn_idx,
+                                      inference_id=speech.inference_id)
+                            index += 1
+                        self._push(speech, clause, chunk)
             except (asyncio.CancelledError, StageFailure):
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -669,26 +670,28 @@ class ConversationEngine:
         tool_buffer: str | None = None
         head = ""
         try:
-            async for piece in self.stages.llm.stream(messages, s.max_tokens, stats):
-                if lat is not None:
-                    lat.mark("llm_first_token", self.clock.monotonic())
-                if tool_buffer is not None:
-                    tool_buffer += piece
-                    continue
-                if s.tools and not first_sent and not head.strip():
-                    head += piece
-                    if head.lstrip().startswith(("{", "<tool_call>")):
-                        tool_buffer = head
-                        continue
-                for clause in chunker.push(piece):
+            # aclosing: a cancelled answer stops the LLM's decoding now, not when the generator is collected
+            async with contextlib.aclosing(self.stages.llm.stream(messages, s.max_tokens, stats)) as pieces:
+                async for piece in pieces:
                     if lat is not None:
-                        lat.mark("first_clause", self.clock.monotonic())
-                    await queue.put(clause)
-                    if not first_sent and s.pause_llm_until_first_audio:
-                        # 2 cores: let the TTS have them until the first audio exists
+                        lat.mark("llm_first_token", self.clock.monotonic())
+                    if tool_buffer is not None:
+                        tool_buffer += piece
+                        continue
+                    if s.tools and not first_sent and not head.strip():
+                        head += piece
+                        if head.lstrip().startswith(("{", "<tool_call>")):
+                            tool_buffer = head
+                            continue
+                    for clause in chunker.push(piece):
+                        if lat is not None:
+                            lat.mark("first_clause", self.clock.monotonic())
+                        await queue.put(clause)
+                        if not first_sent and s.pause_llm_until_first_audio:
+                            # 2 cores: let the TTS have them until the first audio exists
+                            first_sent = True
+                            await speech.first_audio.wait()
                         first_sent = True
-                        await speech.first_audio.wait()
-                    first_sent = True
             if tool_buffer is not None:
                 self._tool_call(tool_buffer, speech)
             for clause in chunker.flush():
