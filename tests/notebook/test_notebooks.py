@@ -66,8 +66,12 @@ EXPECT = {  # something each notebook must have printed, so a silently empty run
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_top_to_bottom(path, venv_kernel, tmp_path):
+    import shutil
+
     from nbclient import NotebookClient
 
+    if path.stem == "03_compare" and shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng (Debian package, installed by `make test` as root) speaks the scripted participants")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=540, kernel_name=venv_kernel, allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
