@@ -18,11 +18,29 @@ from cvi_lab.notebook.loop import BackgroundLoop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EventCallback = Callable[[dict], None]
+# The live pipeline as server plug-ins (what `cvi-lab experiment mode=live` registers too).
+LIVE_PLUGINS = {"runtimes": "cvi_lab.engine.runtime.engine_runtime", "installers": "cvi_lab.api.plugins.install_transport"}
 
 
 def default_home() -> pathlib.Path:
     """$CVI_LAB_HOME, else <repo>/var (what `make serve` uses), whatever the notebook's working directory."""
     return pathlib.Path(os.environ.get("CVI_LAB_HOME") or REPO / "var").resolve()
+
+
+def with_live_pipeline(cfg: Any) -> Any:
+    """The config with the engine runtime and the WebRTC transport registered, unless it lists its own.
+
+    Why here: conf/server/default.yaml leaves both empty (the API runs without them), but a notebook's call
+    is for talking to the replica."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    for key, path in LIVE_PLUGINS.items():
+        if not cfg.server.get(key) and importlib.util.find_spec(path.rsplit(".", 1)[0]) is not None:
+            cfg.server[key] = [path]
+    return cfg
 
 
 class RemoteServer:
@@ -57,7 +75,7 @@ class LocalServer(RemoteServer):
 
     def __init__(self, cfg: Any = None, *, overrides: Sequence[str] = (), home: str | os.PathLike | None = None,
                  port: int = 0, start_timeout: float = 120.0, runtime_factories: Sequence[Any] = (),
-                 installers: Sequence[Any] = ()) -> None:
+                 installers: Sequence[Any] = (), live: bool = True) -> None:
         from omegaconf import OmegaConf
 
         if cfg is None:
@@ -67,6 +85,8 @@ class LocalServer(RemoteServer):
         elif home is not None:
             cfg = OmegaConf.merge(cfg, {"server": {"home": str(pathlib.Path(home).resolve())}})
         cfg = OmegaConf.merge(cfg, {"server": {"host": "127.0.0.1", "port": int(port)}})
+        if live:
+            cfg = with_live_pipeline(cfg)
         self.cfg = cfg
         self._extra = {"runtime_factories": list(runtime_factories), "installers": list(installers)}
         keys = [str(k) for k in (cfg.server.get("api_keys") or []) if k]
@@ -158,14 +178,16 @@ class LocalServer(RemoteServer):
 _CURRENT: LocalServer | None = None
 
 
-def start_server(*overrides: str, home: str | os.PathLike | None = None, port: int = 0, cfg: Any = None) -> LocalServer:
+def start_server(*overrides: str, home: str | os.PathLike | None = None, port: int = 0, cfg: Any = None,
+                 live: bool = True) -> LocalServer:
     """The kernel's server, started on first use: re-running the cell returns the same one.
 
-    `overrides` are `cvi-lab serve` Hydra overrides, e.g. `start_server("llm.max_new_tokens=32")`."""
+    `overrides` are `cvi-lab serve` Hydra overrides, e.g. `start_server("llm.max_new_tokens=32")`;
+    `live=False` serves the API only (no engine, no WebRTC: conversations are records and timers)."""
     global _CURRENT
     if _CURRENT is not None and _CURRENT.running:
         return _CURRENT
-    _CURRENT = LocalServer(cfg, overrides=overrides, home=home, port=port)
+    _CURRENT = LocalServer(cfg, overrides=overrides, home=home, port=port, live=live)
     return _CURRENT
 
 

@@ -45,7 +45,7 @@ def make_server(tmp_path):
 
     def make(with_runtime: bool = False, **server: Any) -> LocalServer:
         cfg = make_cfg(tmp_path / f"home{len(servers)}", runtimes=[], installers=[], **server)
-        srv = LocalServer(cfg, runtime_factories=[EventRuntime] if with_runtime else [])
+        srv = LocalServer(cfg, runtime_factories=[EventRuntime] if with_runtime else [], live=False)
         servers.append(srv)
         return srv
 

@@ -57,7 +57,8 @@ def _text(nb) -> str:
 
 
 EXPECT = {  # something each notebook must have printed, so a silently empty run fails too
-    "01_quickstart": ["end_conversation_endpoint_hit", "system.shutdown"],
+    "01_quickstart": ["end_conversation_endpoint_hit", "system.shutdown", "response latency at the participant",
+                      "user: "],
     "02_stages": ["s of speech", "frames at", "tok/s", "pocketsphinx_en"],
     "03_compare": ["latency p50 ms"],
 }

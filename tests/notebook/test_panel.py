@@ -161,8 +161,7 @@ def test_start_server_reuses_the_kernel_server(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CVI_LAB_HOME", str(tmp_path))
     monkeypatch.setattr(S, "_CURRENT", None)
-    first = S.start_server("~vad", "~turn", "~asr", "~llm", "~tts", "~avatar", "server.runtimes=[]",
-                           "server.installers=[]")
+    first = S.start_server("~vad", "~turn", "~asr", "~llm", "~tts", "~avatar", live=False)
     try:
         assert S.start_server() is first and first.url.startswith("http://127.0.0.1:")
         assert first.store.path.parent == tmp_path.resolve()
