@@ -114,7 +114,7 @@ def aggregate(turns: list[TurnResult]) -> dict[str, float]:
     tokens = sum(t.llm_tokens for t in turns if t.llm_s)
     secs = sum(t.llm_s for t in turns if t.llm_s)
     m["llm_tokens_per_s"] = tokens / secs if secs > 0 else None
-    m["llm_completion_tokens_mean"] = float(np.mean([t.llm_tokens for t in turns])) if turns else None
+    m["llm_completion_tokens_mean"] = float(np.mean([t.llm_tokens for t in turns])) if any(t.llm_tokens for t in turns) else None
     stops = [t.barge_in_stop_s * 1000 for t in turns if t.barge_in and t.barge_in_stop_s is not None]
     m["barge_in_stop_mean_ms"] = float(np.mean(stops)) if stops else None
     m["barge_in_stop_max_ms"] = float(np.max(stops)) if stops else None

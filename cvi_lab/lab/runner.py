@@ -24,6 +24,7 @@ from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset
 from cvi_lab.lab.metrics import TurnResult
 
 log = logging.getLogger("cvi_lab.lab")
+MIN_LIPSYNC_CORR = 0.3  # below this the cross-correlation peak says nothing about the offset
 
 
 class ModeUnavailable(NotImplementedError):
@@ -123,12 +124,17 @@ def add_lipsync(result: RunResult) -> None:
         except ValueError as exc:  # no face found, silent clip: not measurable, say so
             log.warning("lip-sync not measurable: %s", exc)
             continue
-        offsets.append(rep.offset_ms)
         corrs.append(rep.peak_corr)
+        if rep.peak_corr >= MIN_LIPSYNC_CORR:
+            offsets.append(rep.offset_ms)
+        else:
+            log.warning("lip-sync offset not reported: mouth/audio correlation %.2f < %.2f (no reliable peak)",
+                        rep.peak_corr, MIN_LIPSYNC_CORR)
+    if corrs:
+        result.extra_metrics["lipsync_peak_corr_mean"] = float(np.mean(corrs))
     if offsets:
         result.extra_metrics["lipsync_offset_mean_ms"] = float(np.mean(offsets))
         result.extra_metrics["lipsync_offset_abs_max_ms"] = float(np.max(np.abs(offsets)))
-        result.extra_metrics["lipsync_peak_corr_mean"] = float(np.mean(corrs))
 
 
 def apply_engine_record(t: TurnResult, m: dict) -> None:
