@@ -10,7 +10,6 @@ import base64
 import html
 import pathlib
 import tempfile
-import threading
 from typing import Any, Callable
 
 import ipywidgets as W
@@ -153,7 +152,6 @@ class ChatWidget(_View):
         self.reset = W.Button(description="New chat", icon="eraser")
         self.message, self.log = W.HTML(), W.HTML()
         self._streaming = W.HTML()
-        self._lock = threading.Lock()
         self.send.on_click(lambda _: self.run())
         self.reset.on_click(lambda _: self.clear())
         self.widget = W.VBox([self.system, W.HBox([self.llm, self.max_tokens]), self.log, self._streaming,
