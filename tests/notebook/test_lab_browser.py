@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 
+import pathlib
+
 import nbformat
 import pytest
 
-from tests.notebook.test_notebooks import REPO
-
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CVI_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 pytestmark = [
