@@ -22,7 +22,12 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --progress-bar off -r requirements.txt
   "$venv/bin/pip" install --progress-bar off --no-deps -r requirements-nodeps.txt
   touch "$venv/.complete"
+  # Keep the disk bounded: drop environments of older dependency sets beyond the 2 most recent.
+  ls -1dt "$cache"/*/ 2>/dev/null | tail -n +3 | while read -r old; do
+    [ "${old%/}" != "$venv" ] && [ -f "${old%/}/.complete" ] && rm -rf "${old%/}" "${old%/}.lock"
+  done
 fi
+touch "$venv/.complete"
 if [ -L .venv ] || [ ! -e .venv ]; then
   ln -sfn "$venv" .venv
 fi
