@@ -29,7 +29,7 @@ serve: setup
 	$(PY) -m cvi_lab serve $(ARGS)
 
 lab: setup
-	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 notebooks/
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 bench: bench-stages bench-avatar bench-latency
 
@@ -44,3 +44,14 @@ bench-latency: setup
 
 clean:
 	rm -rf var outputs multirun .pytest_cache
+
+# The lab: experiments, sweeps and comparisons (see experiments/README.md).
+.PHONY: experiment sweep compare
+experiment: setup
+	$(PY) -m cvi_lab experiment $(ARGS)
+
+sweep: setup
+	$(PY) -m cvi_lab experiment -m experiment=asr_sweep asr=faster_whisper_tiny_en,faster_whisper_base $(ARGS)
+
+compare: setup
+	$(PY) -m cvi_lab compare $(ARGS)

@@ -23,6 +23,8 @@ commands:
   demo [overrides]                     start a server and walk the API: persona, conversation, end, usage
   replica create PATH [--name N]       build a replica offline from a face video/image, print its record
   replica preview ...                  render a preview of a replica (see `cvi-lab replica preview --help`)
+  experiment experiment=NAME [...]     run an experiment (Hydra app over conf/lab.yaml; -m for sweeps)
+  compare [--experiment NAME]          compare MLflow runs: table + plots (latency vs quality)
 
 Overrides are Hydra key=value pairs over conf/serve.yaml: server.host, server.port, server.api_keys,
 server.home, server.store.path, server.limits.max_concurrent_conversations, ...
@@ -95,7 +97,20 @@ def _replica(args: list[str]) -> int:
     return 2
 
 
-COMMANDS = {"serve": _serve, "demo": _demo, "replica": _replica}
+def _experiment(args: list[str]) -> int:
+    from cvi_lab.lab.app import main as experiment_main
+
+    return int(experiment_main(args) or 0)
+
+
+def _compare(args: list[str]) -> int:
+    from cvi_lab.lab.compare import main as compare_main
+
+    return int(compare_main(args) or 0)
+
+
+COMMANDS = {"serve": _serve, "demo": _demo, "replica": _replica, "experiment": _experiment, "compare": _compare}
+OWN_HELP = ("replica", "experiment", "compare")  # these print their own --help
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -107,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command is None:
         print(f"unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    if any(a in ("-h", "--help") for a in args[1:]) and args[0] != "replica":
+    if any(a in ("-h", "--help") for a in args[1:]) and args[0] not in OWN_HELP:
         print(USAGE)
         sys.exit(0)
     sys.exit(command(args[1:]))

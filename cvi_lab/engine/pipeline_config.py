@@ -4,7 +4,7 @@ Why one function: the persona's `layers` (SPEC §2), the conversation's language
 all pick or tweak the same six stage configs; doing it in one place keeps precedence visible:
 Hydra defaults < language route < persona layers. Stage configs other than the default of their group are
 read from `conf/<group>/<name>.yaml`. Sensitivity words map to thresholds through the tables in
-`sensitivity.yaml` (engine defaults; to move to `conf/engine/default.yaml`).
+`conf/engine/default.yaml` (engine defaults).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cvi_lab.engine.chunker import ChunkerSettings
 
 STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
 SENSITIVITY_LEVELS = ("superlow", "verylow", "low", "medium", "high")
-DEFAULTS_FILE = Path(__file__).with_name("sensitivity.yaml")
+DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "conf" / "engine" / "default.yaml"
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
@@ -32,7 +32,7 @@ class PipelineConfigError(ValueError):
 
 @dataclass
 class EngineSettings:
-    """Knobs of one conversation's engine (defaults: sensitivity.yaml, then cfg.engine, then the persona)."""
+    """Knobs of one conversation's engine (defaults: conf/engine/default.yaml, then cfg.engine, then the persona)."""
 
     greeting: str = "Hey there, how's it going? What can I do for you today?"
     apology: str = "Sorry, I ran into a problem on my side. Could you say that again?"
@@ -78,7 +78,7 @@ class EngineSettings:
 
 
 def load_engine_settings(cfg: Mapping | DictConfig | None = None) -> EngineSettings:
-    """sensitivity.yaml overlaid with cfg.engine (if the root config has an `engine` group)."""
+    """conf/engine/default.yaml overlaid with cfg.engine (if the root config has an `engine` group)."""
     raw = OmegaConf.to_container(OmegaConf.load(DEFAULTS_FILE), resolve=True)
     over = (cfg or {}).get("engine") if cfg is not None else None
     if over:

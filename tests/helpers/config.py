@@ -19,9 +19,11 @@ def _base() -> Any:
 
 
 def make_cfg(home: pathlib.Path, **server: Any) -> Any:
-    """conf/serve.yaml with server.home=home, the stand-in builder, and `server` keys merged (dotted keys ok)."""
+    """conf/serve.yaml with server.home=home, no runtimes/installers, the stand-in builder, and `server` keys merged (dotted keys ok)."""
     cfg = OmegaConf.merge(_base(), {"server": {"home": str(home), "replica_builder": STANDIN_BUILDER,
-                                               "webhooks": {"grace_s": 0.2}}})
+                                               "webhooks": {"grace_s": 0.2},
+                                               # API-level tests: no engine, no WebRTC unless a test adds them
+                                               "runtimes": [], "installers": []}})
     for key, value in server.items():
         OmegaConf.update(cfg, f"server.{key}", value, merge=True)
     return cfg
