@@ -1,0 +1,189 @@
+"""`make bench-latency`: response latency of the live pipeline, measured where SPEC §4 defines it.
+
+The server runs in-process with the embedded defaults (conf/serve.yaml: silero VAD, smart-turn v3, whisper
+tiny.en, SmolLM2, piper, portrait avatar), one participant client joins over loopback WebRTC and holds 20
+scripted turns (short varied questions, spoken by espeak-ng: a different voice from the replica's), waiting
+for each answer to finish before the next. Per turn: the client-measured response latency (end of our speech →
+first voiced received sample of the reply) and the engine's stored per-turn timestamps. Writes p50/p95/mean per
+figure to benchmarks/results/latency.json and a Markdown table to benchmarks/results/latency.md.
+
+    python -m benchmarks.bench_latency [--voice espeak|piper] [--turns 20] [hydra overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cvi_lab.demo import (HOPS, LiveServer, latency_rows, speak, spoken_turn, wait_greeting)
+from cvi_lab.engine.latency import MARKS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What color is the sky?",
+    "Can you name a famous painter?",
+    "What is two plus two?",
+    "Where do penguins live?",
+    "What is the tallest mountain in the world?",
+    "How many days are in a week?",
+    "What do bees make?",
+    "Which planet is closest to the sun?",
+    "What language is spoken in Spain?",
+    "How many hours are in a day?",
+    "What is the largest ocean?",
+    "Who wrote Romeo and Juliet?",
+    "What is frozen water called?",
+    "How many continents are there?",
+    "What animal says moo?",
+    "What is the opposite of hot?",
+    "Which fruit is yellow and curved?",
+    "What do you use to write on paper?",
+]
+
+
+def stats(values: list[float]) -> dict:
+    v = np.array([x for x in values if x is not None], float)
+    if len(v) == 0:
+        return {"n": 0, "p50": None, "p95": None, "mean": None}
+    return {"n": int(len(v)), "p50": round(float(np.percentile(v, 50)), 1),
+            "p95": round(float(np.percentile(v, 95)), 1), "mean": round(float(v.mean()), 1)}
+
+
+def figures(rows: list[dict]) -> dict[str, list[float | None]]:
+    """Per-turn series: client latency, each engine mark (ms after speech end), each hop of the critical path."""
+    out: dict[str, list] = {"client_response_latency_ms": [r["client_latency_ms"] for r in rows]}
+    for m in MARKS[1:]:
+        out[f"{m}_ms"] = [r["engine"].get(f"{m}_ms") for r in rows]
+    for a, b in HOPS:
+        out[f"hop {a}->{b}_ms"] = [None if r["engine"].get(f"{a}_ms") is None or r["engine"].get(f"{b}_ms") is None
+                                   else r["engine"][f"{b}_ms"] - r["engine"][f"{a}_ms"] for r in rows]
+    out["network+playout (first_frame_sent->client)_ms"] = [
+        None if r["client_latency_ms"] is None or r["engine"].get("first_frame_sent_ms") is None
+        else r["client_latency_ms"] - r["engine"]["first_frame_sent_ms"] for r in rows]
+    for k in ("asr_ms", "turn_ms", "llm_ttft_ms", "tts_ttfb_ms"):
+        out[f"span {k}"] = [r["engine"].get(k) for r in rows]
+    return out
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+async def run(cfg, n_turns: int, voice: str) -> dict:
+    from cvi_lab.transport.client import ParticipantClient
+
+    questions = (QUESTIONS * ((n_turns + len(QUESTIONS) - 1) // len(QUESTIONS)))[:n_turns]
+    audio = [speak(q, voice=voice) for q in questions]
+    load_before = os.getloadavg()
+    async with LiveServer(cfg) as srv:
+        conv = await srv.api("POST", "/v2/conversations", {  # the default persona with the default replica
+            "replica_id": _default_replica(), "conversation_name": "bench latency",
+            "properties": {"participant_left_timeout": 0, "max_call_duration": 1800}})
+        cid = conv["conversation_id"]
+        client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"))
+        await client.join(timeout=120)
+        turns = []
+        try:
+            await wait_greeting(client, timeout=180)
+            for i, (q, pcm) in enumerate(zip(questions, audio)):
+                turn = await spoken_turn(client, pcm, timeout=90)
+                turn["text"] = q
+                turns.append(turn)
+                print(f"turn {i + 1:2d}/{n_turns}: {turn['client_latency_ms']} ms  ({q})", flush=True)
+            await asyncio.sleep(0.5)
+        finally:
+            await srv.api("POST", f"/v2/conversations/{cid}/end")
+            await client.leave()
+        await srv.wait_status(cid, "ended", 30)
+        rows = latency_rows(client, turns, srv.turn_metrics(cid))
+    return {"rows": rows, "load_before": load_before, "load_after": os.getloadavg()}
+
+
+def _default_replica() -> str:
+    from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+
+    return DEFAULT_REPLICA_ID
+
+
+def report(result: dict, voice: str, wall_s: float) -> tuple[dict, str]:
+    rows = result["rows"]
+    figs = figures(rows)
+    summary = {name: stats(vals) for name, vals in figs.items()}
+    hops = {k: v for k, v in summary.items() if (k.startswith("hop ") or k.startswith("network")) and v["mean"] is not None}
+    dominant = max(hops, key=lambda k: hops[k]["mean"]) if hops else None
+    data = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+            "load_average_before": [round(x, 2) for x in result["load_before"]],
+            "load_average_after": [round(x, 2) for x in result["load_after"]],
+            "participant_voice": voice, "turns": len(rows),
+            "answered": sum(1 for r in rows if r["client_latency_ms"] is not None), "wall_s": round(wall_s, 1),
+            "target": {"p50_ms": 600, "p95_ms": 900}, "summary": summary, "dominant_hop": dominant,
+            "per_turn": [{k: r[k] for k in ("turn", "question", "heard", "answer", "turn_idx", "client_latency_ms")}
+                         | {"engine": r["engine"]} for r in rows]}
+
+    def f(v):
+        return "-" if v is None else f"{v:.0f}"
+
+    m = data["machine"]
+    lines = ["# Response latency (live call over loopback WebRTC)", "",
+             f"- machine: {m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
+             f"- load average before / after: {data['load_average_before']} / {data['load_average_after']}",
+             f"- {data['answered']}/{data['turns']} turns answered; participant voice: {voice}; wall {data['wall_s']} s",
+             "- engine marks are ms after the participant's speech end (the engine's VAD-based estimate); the client "
+             "latency is end of our sent speech → first voiced received sample (SPEC §4); target p50 ≤ 600, p95 ≤ 900", "",
+             "| figure | n | p50 ms | p95 ms | mean ms |", "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['n']} | {f(s['p50'])} | {f(s['p95'])} | {f(s['mean'])} |")
+    if dominant:
+        lines += ["", f"Dominant hop on the critical path: **{dominant}** (mean {hops[dominant]['mean']:.0f} ms)."]
+    lines += ["", "## Turns", "", "| # | asked | heard (ASR) | client ms |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['turn']} | {r['question']} | {r['heard']} | {f(r['client_latency_ms'])} |")
+    return data, "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_latency", description=__doc__.split("\n\n")[0])
+    p.add_argument("--turns", type=int, default=20)
+    p.add_argument("--voice", default="espeak", choices=["espeak", "piper"])
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over conf/serve.yaml")
+    args = p.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
+    from cvi_lab.cli import compose_config
+
+    cfg = compose_config(args.overrides)
+    t0 = time.monotonic()
+    result = asyncio.run(run(cfg, args.turns, args.voice))
+    data, md = report(result, args.voice, time.monotonic() - t0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency.json").write_text(json.dumps(data, indent=2))
+    (out / "latency.md").write_text(md)
+    print(md)
+    print(f"written: {out / 'latency.json'}, {out / 'latency.md'}")
+    return 0 if data["answered"] == data["turns"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

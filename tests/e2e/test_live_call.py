@@ -1,0 +1,242 @@
+"""End to end: real models, real WebRTC on loopback, the real server (create_app over the composed config).
+
+The participant is cvi_lab.transport.client.ParticipantClient; its speech is Piper with zero noise
+(deterministic). What it receives is checked as a person would: transcribed with Whisper tiny.en, voiced or
+silent, video frames moving with the audio. Waits poll with generous deadlines (a loaded 2-core box); the only
+tight bound is the product's barge-in bound (received audio silent ≤ 150 ms after the engine's decision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from cvi_lab.demo import last_voiced, speak, spoken_turn, utterances, wait_greeting, wait_replica_done
+from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from cvi_lab.transport.client import ParticipantClient
+
+from .conftest import event_monotonic, received_between, transcribe, wer, words
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+GREETING = "Hey there, how's it going? What can I do for you today?"
+BARGE_IN_BOUND_S = 0.150  # the product bound, from the engine's barge-in decision to silence at the participant
+WAIT = 90.0  # generous: first calls load models, the box is shared
+
+
+def msg(event_type: str, client: ParticipantClient, **properties) -> dict:
+    return {"message_type": "conversation", "event_type": event_type, "conversation_id": client.conversation_id,
+            "properties": properties}
+
+
+async def persona(live, **fields) -> str:
+    body = {"persona_name": "e2e", "system_prompt": "You are a friendly, concise assistant in a live video call. "
+            "Answer in one short spoken sentence.", "default_replica_id": DEFAULT_REPLICA_ID} | fields
+    return (await live.api("POST", "/v2/personas", body))["persona_id"]
+
+
+async def start_call(live, persona_id: str | None = None, join: bool = True, **properties):
+    body = {"conversation_name": "e2e", "properties": {"participant_left_timeout": 0, **properties}}
+    body |= {"persona_id": persona_id} if persona_id else {"replica_id": DEFAULT_REPLICA_ID}
+    conv = await live.api("POST", "/v2/conversations", body)
+    client = None
+    if join:
+        client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"))
+        await client.join(timeout=60)
+    return conv, client
+
+
+async def end_call(live, conv, client) -> None:
+    await live.api("POST", f"/v2/conversations/{conv['conversation_id']}/end")
+    if client is not None:
+        await client.leave()
+
+
+async def test_greeting_heard(live, asr):
+    conv, client = await start_call(live)
+    try:
+        started = await client.wait_event("conversation.replica.started_speaking", timeout=WAIT)
+        assert started is not None, "the replica did not start the greeting"
+        assert await wait_replica_done(client, started[0], WAIT)
+        stopped = client.events("conversation.replica.stopped_speaking", since=started[0])[0]
+        heard = transcribe(asr, received_between(client, started[0] - 0.3, stopped[0] + 0.5))
+    finally:
+        await end_call(live, conv, client)
+    error = wer(GREETING, heard)
+    assert error <= 0.3 or {"going", "today"} <= set(words(heard)), f"greeting heard as {heard!r} (WER {error:.2f})"
+
+
+async def test_spoken_question_gets_spoken_lipsynced_answer(live):
+    from cvi_lab.metrics.lipsync import find_mouth_box, mouth_openness, speech_envelope, xcorr_offset
+
+    frames: list[tuple[float, np.ndarray]] = []
+    keep = {"on": False}
+
+    def on_frame(frame, arrival):
+        if keep["on"] and len(frames) < 750:
+            frames.append((arrival, frame.to_ndarray(format="rgb24")))
+
+    conv = await live.api("POST", "/v2/conversations", {"replica_id": DEFAULT_REPLICA_ID, "conversation_name": "e2e",
+                                                        "properties": {"participant_left_timeout": 0}})
+    client = ParticipantClient(conv["conversation_url"], on_video_frame=on_frame)
+    await client.join(timeout=60)
+    try:
+        assert await wait_greeting(client, WAIT)
+        keep["on"] = True
+        turn = await spoken_turn(client, speak("What is the capital of France?"), timeout=WAIT)
+        keep["on"] = False
+        await client.wait_for(lambda: bool(utterances(client, "replica", turn["sent_at"])), 20)
+    finally:
+        await end_call(live, conv, client)
+
+    users = [e["properties"]["speech"] for _, e in utterances(client, "user", turn["sent_at"])]
+    replies = [e["properties"]["speech"] for _, e in utterances(client, "replica", turn["sent_at"])]
+    assert users and {"capital", "france"} & set(words(" ".join(users))), f"user utterance events: {users}"
+    assert replies and replies[0].strip(), "no replica utterance event"
+    assert turn["first_voiced"] is not None, "no voiced audio received after our speech"
+    print(f"\nclient response latency {turn['client_latency_ms']} ms; reply: {replies[0]!r}")
+
+    stop = client.events("conversation.replica.stopped_speaking", since=turn["first_voiced"])[0][0]
+    speaking = [(t, img) for t, img in frames if turn["first_voiced"] <= t <= stop]
+    assert len(speaking) >= 10, f"only {len(speaking)} video frames arrived while the replica spoke"
+    assert client.video_fps(since=turn["first_voiced"]) > 10
+
+    # Lip-sync, loosely: the mouth opens with the received audio. Frames from 0.5 s before the reply to 0.5 s
+    # after it; per frame the received audio that arrived within ±20 ms of it.
+    clip = [(t, img) for t, img in frames if turn["first_voiced"] - 0.5 <= t <= stop + 0.5]
+    images = [img for _, img in clip]
+    try:
+        box = find_mouth_box(images[0])
+    except ValueError:
+        h, w = images[0].shape[:2]
+        box = (int(0.35 * w), int(0.55 * h), int(0.65 * w), int(0.8 * h))
+    openness = mouth_openness(images, box)
+    env = speech_envelope([received_between(client, t - 0.02, t + 0.02) for t, _ in clip])
+    offset_ms, peak, zero = xcorr_offset(openness, env, fps=25.0, max_lag_frames=5)
+    print(f"lip-sync over {len(clip)} frames: corr peak {peak:.2f} at {offset_ms:.0f} ms, at zero {zero:.2f}")
+    assert peak > 0.2, f"mouth movement does not follow the audio (peak correlation {peak:.2f} at {offset_ms:.0f} ms)"
+
+
+async def test_barge_in_silences_replica(live):
+    pid = await persona(live, system_prompt="You are a storyteller in a live video call. Whatever you are asked, "
+                        "answer with a long story of at least eight sentences.")
+    conv, client = await start_call(live, pid)
+    try:
+        assert await wait_greeting(client, WAIT)
+        turn = await spoken_turn(client, speak("Tell me a long story about a brave little dragon."), timeout=WAIT,
+                                 wait_done=False)
+        assert turn["first_voiced"] is not None, "the replica did not answer"
+        await client.wait_for(lambda: time.monotonic() > turn["first_voiced"] + 1.5, 5)  # let it talk a while
+        assert not client.events("conversation.replica.stopped_speaking", since=turn["first_voiced"]), \
+            "the answer ended before we could interrupt it"
+        talk_at = time.monotonic()
+        await client.send_wav(speak("Wait, wait, stop please. I would like to ask you something else instead."), 16_000,
+                              wait=False)
+        interrupted = await client.wait_event("conversation.replica_interrupted", timeout=30, since=talk_at)
+        assert interrupted is not None, "no conversation.replica_interrupted event"
+        decision = event_monotonic(interrupted[1])
+        await client.wait_for(lambda: time.monotonic() > decision + 1.3, 5)  # the window we look at has arrived
+        metrics = live.turn_metrics(conv["conversation_id"])
+    finally:
+        await end_call(live, conv, client)
+
+    spoke_before = last_voiced(client, decision - 1.0, decision)
+    assert spoke_before is not None, "the replica was not audible just before the barge-in decision"
+    # the answer to the interrupting question cannot start within this window: we are still talking
+    last = last_voiced(client, decision, decision + 1.2)
+    silent_after = 0.0 if last is None else last - decision
+    started = client.speech_started_after(talk_at)
+    print(f"\nbarge-in decision {1000 * (decision - started):.0f} ms after our speech began; "
+          f"received audio silent {1000 * silent_after:.0f} ms after the decision")
+    assert silent_after <= BARGE_IN_BOUND_S, f"replica still audible {1000 * silent_after:.0f} ms after the decision"
+    assert any(m["metrics"].get("interrupted") for m in metrics), f"no interrupted turn record: {metrics}"
+
+
+async def test_timeouts_fire_from_real_presence(live):
+    absent, _ = await start_call(live, join=False, participant_absent_timeout=1)
+    left, left_client = await start_call(live, participant_left_timeout=1)
+    longest, long_client = await start_call(live, max_call_duration=3)
+    try:
+        await left_client.leave()
+        records = [await live.wait_status(c["conversation_id"], "ended", 60) for c in (absent, left, longest)]
+    finally:
+        await long_client.leave()
+        for c in (absent, left, longest):
+            await live.api("POST", f"/v2/conversations/{c['conversation_id']}/end")
+    reasons = [r.get("shutdown_reason") for r in records]
+    assert [r["status"] for r in records] == ["ended"] * 3, records
+    assert reasons == ["participant_absent_timeout reached", "participant_left_timeout reached",
+                       "max_call_duration reached"], reasons
+
+
+async def test_echo_mode_says_what_it_is_sent(live, asr):
+    pid = await persona(live, persona_name="e2e echo", pipeline_mode="echo", system_prompt="")
+    conv, client = await start_call(live, pid)
+    text = "The quick brown fox jumps over the lazy dog."
+    try:
+        await wait_greeting(client, 30)  # echo mode may or may not greet; either way talk after it
+        sent = time.monotonic()
+        client.send_interaction(msg("conversation.echo", client, modality="text", text=text, done=True))
+        started = await client.wait_event("conversation.replica.started_speaking", timeout=WAIT, since=sent)
+        assert started is not None, "the echo was not spoken"
+        assert await wait_replica_done(client, started[0], WAIT)
+        stopped = client.events("conversation.replica.stopped_speaking", since=started[0])[0]
+        heard = transcribe(asr, received_between(client, started[0] - 0.3, stopped[0] + 0.5))
+    finally:
+        await end_call(live, conv, client)
+    assert wer(text, heard) <= 0.3, f"echo heard as {heard!r}"
+
+
+async def test_interactions_in_and_out(live):
+    conv, client = await start_call(live)
+    try:
+        assert await wait_greeting(client, WAIT)
+        t0 = time.monotonic()
+        client.send_interaction("{this is not json")
+        error = await client.wait_event("conversation.error", timeout=20, since=t0)
+        assert error is not None, "a malformed message got no conversation.error"
+        t1 = time.monotonic()
+        client.send_interaction(msg("conversation.respond", client, text="What is the capital of France?"))
+        ok = await client.wait_for(lambda: bool(utterances(client, "replica", t1)), WAIT)
+        first = client.first_voiced_after(t1)
+        record = await live.api("GET", f"/v2/conversations/{conv['conversation_id']}")
+    finally:
+        await end_call(live, conv, client)
+    assert ok, "conversation.respond got no replica utterance"
+    assert first is not None, "the answer was not heard"
+    assert record["status"] == "active"
+    answer = utterances(client, "replica", t1)[0][1]["properties"]["speech"]
+    print(f"\nrespond answer: {answer!r}")
+
+
+async def test_llm_failure_is_survived(live):
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pid = await persona(live, layers={"llm": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "nothing-here"}})
+    conv, client = await start_call(live, pid)
+    try:
+        assert await wait_greeting(client, WAIT)
+        t0 = time.monotonic()
+        client.send_interaction(msg("conversation.respond", client, text="Hello, how are you?"))
+        error = await client.wait_event("conversation.error", timeout=WAIT, since=t0)
+        assert error is not None, "no conversation.error for the unreachable LLM"
+        ok = await client.wait_for(lambda: bool(utterances(client, "replica", t0)), WAIT)
+        assert ok, "no apology"
+        apology = utterances(client, "replica", t0)[0][1]["properties"]["speech"]
+        assert "sorry" in apology.lower(), apology
+        assert client.first_voiced_after(t0) is not None, "the apology was not heard"
+        await wait_replica_done(client, t0, WAIT)
+        t1 = time.monotonic()
+        client.send_interaction(msg("conversation.echo", client, modality="text", text="I am still here.", done=True))
+        again = await client.wait_event("conversation.replica.started_speaking", timeout=WAIT, since=t1)
+        record = await live.api("GET", f"/v2/conversations/{conv['conversation_id']}")
+    finally:
+        await end_call(live, conv, client)
+    assert again is not None, "the replica said nothing after the failure"
+    assert record["status"] == "active"
+    print(f"\nerror event: {error[1]['properties']}")
