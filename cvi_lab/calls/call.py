@@ -66,6 +66,10 @@ class Call:
     def add_turn_metrics(self, turn_idx: int, metrics: dict[str, Any]) -> None:
         self.manager.store.add_turn_metrics(self.conversation_id, turn_idx, metrics)
 
+    def recording_ready(self, path: str, duration: float) -> None:
+        """The call's recording is written (after the end): stored, shown on the record, sent as a webhook."""
+        self.manager.recording_ready(self.conversation_id, path, duration)
+
     def transcript(self) -> list[dict[str, str]]:
         return self.manager.transcript(self.conversation_id)
 

@@ -317,6 +317,17 @@ class ConversationManager:
             "replica_id": record["replica_id"], "transcript": self.transcript(cid),
         })
 
+    def recording_ready(self, conversation_id: str, path: str, duration: float) -> None:
+        """SPEC §3 application.recording_ready: event in the transcript, `recording_path` on the record,
+        webhook through the same deliverer as transcription_ready. A deleted conversation gets nothing."""
+        record = self.store.get_conversation(conversation_id)
+        if record is None:
+            return
+        props = {"replica_id": record["replica_id"], "recording_path": path, "duration": round(float(duration), 3)}
+        self.store.update_conversation(conversation_id, recording_path=path)
+        self.store.add_event(conversation_id, "application.recording_ready", props)
+        self.webhooks.send(conversation_id, record.get("callback_url"), "application.recording_ready", props)
+
     async def delete(self, conversation_id: str) -> None:
         if conversation_id in self.live:
             await self.end(conversation_id, ShutdownReason.DELETED)

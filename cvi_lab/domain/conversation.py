@@ -107,6 +107,7 @@ class Conversation(BaseModel):
     created_at: str
     updated_at: str
     ended_at: str | None = None
+    recording_path: str | None = None  # with enable_recording, once the MP4 is written (after the end)
     events: list[ConversationEvent] | None = None
 
 

@@ -30,8 +30,10 @@ class EngineEndpoint:
         engine: ConversationEngine,
         authorize: Callable[[str | None], str | None] | None = None,
         on_presence: Presence | None = None,
+        audio_tap: Callable[[str, np.ndarray], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._audio_tap = audio_tap  # e.g. the call recorder; must not block
         self.conversation_id = engine.conversation_id
         self._authorize = authorize
         self._on_presence = on_presence
@@ -66,6 +68,11 @@ class EngineEndpoint:
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         """20 ms int16 frames at 16 kHz: the VAD's rate already, so no resampling; int16 → float32 inside."""
         self.engine.push_audio(pcm)
+        if self._audio_tap is not None:
+            try:
+                self._audio_tap(participant_id, pcm)
+            except Exception:  # noqa: BLE001 - a tap (recording) must not break the media path
+                log.exception("participant audio tap failed")
 
     async def interaction(self, participant_id: str, message: object) -> None:
         await self.engine.handle_interaction(message)

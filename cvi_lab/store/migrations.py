@@ -121,6 +121,7 @@ Migration = tuple[int, str, "str | Callable[[sqlite3.Connection, str], None]"]
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", INIT_SQL),
     (2, "default persona and replica", _seed_defaults),
+    (3, "conversation recording path", "ALTER TABLE conversations ADD COLUMN recording_path TEXT"),
 ]
 
 

@@ -26,7 +26,7 @@ REPLICA_COLUMNS = (
 CONVERSATION_COLUMNS = (
     "conversation_name", "status", "conversation_url", "replica_id", "persona_id", "callback_url",
     "conversational_context", "custom_greeting", "test_mode", "require_auth", "meeting_token", "max_participants",
-    "properties", "shutdown_reason", "ended_at",
+    "properties", "shutdown_reason", "ended_at", "recording_path",
 )
 
 
