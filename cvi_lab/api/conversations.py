@@ -7,7 +7,9 @@ from aiohttp import web
 from cvi_lab.api.errors import parse_body
 from cvi_lab.api.routes import PAGING, Query, Route, paging, query_bool, query_choice
 from cvi_lab.calls.manager import ConversationManager
-from cvi_lab.domain.conversation import Conversation, ConversationCreate, ConversationCreated, ShutdownReason
+from cvi_lab.domain.conversation import (
+    Conversation, ConversationCreate, ConversationCreated, ShutdownReason, TurnRecord,
+)
 
 
 def _manager(request: web.Request) -> ConversationManager:
@@ -31,6 +33,10 @@ async def list_(request: web.Request) -> web.Response:
     return web.json_response(_manager(request).list(limit, page, status))
 
 
+async def turns(request: web.Request) -> web.Response:
+    return web.json_response(_manager(request).turns(request.match_info["conversation_id"]))
+
+
 async def end(request: web.Request) -> web.Response:
     manager = _manager(request)
     return web.json_response(await manager.end(request.match_info["conversation_id"], ShutdownReason.END_ENDPOINT))
@@ -48,6 +54,9 @@ ROUTES = [
           list_of=True, query=[*PAGING, Query("status", "string", "filter by status", None, ("active", "ended"))]),
     Route("GET", "/v2/conversations/{conversation_id}", get, "Get a conversation", "conversations",
           response=Conversation, query=[Query("verbose", "boolean", "include events", False)]),
+    Route("GET", "/v2/conversations/{conversation_id}/turns", turns,
+          "Per-turn metrics of a conversation (latency marks, stage durations, LLM/TTS figures)", "conversations",
+          response=TurnRecord, list_of=True),
     Route("POST", "/v2/conversations/{conversation_id}/end", end, "End a conversation (idempotent)",
           "conversations", response=Conversation),
     Route("DELETE", "/v2/conversations/{conversation_id}", delete, "Delete a conversation", "conversations",

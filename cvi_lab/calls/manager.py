@@ -21,7 +21,7 @@ from cvi_lab.calls.settings import server_settings
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock, TimerHandle
 from cvi_lab.domain.conversation import (
-    Conversation, ConversationCreate, ConversationCreated, ShutdownReason, system_message,
+    Conversation, ConversationCreate, ConversationCreated, ShutdownReason, TurnRecord, system_message,
 )
 from cvi_lab.domain.errors import InvalidInput, LimitReached, NotFound, Unavailable
 from cvi_lab.domain.ids import CONVERSATION, new_id
@@ -353,6 +353,13 @@ class ConversationManager:
         if verbose:
             record["events"] = self.store.events(record["conversation_id"])
         return Conversation.model_validate(record).model_dump(exclude={"events"} if not verbose else set())
+
+    def turns(self, conversation_id: str) -> dict[str, Any]:
+        """`{"data": [{turn_idx, metrics, created_at}], "total_count"}`: the stored per-turn metrics."""
+        if self.store.get_conversation(conversation_id) is None:
+            raise NotFound(f"conversation_id {conversation_id!r} not found", field="conversation_id")
+        rows = self.store.turn_metrics(conversation_id)
+        return {"data": [TurnRecord.model_validate(r).model_dump() for r in rows], "total_count": len(rows)}
 
     def transcript(self, conversation_id: str) -> list[dict[str, str]]:
         """[{role, content}] with the system message first (the shape of application.transcription_ready)."""

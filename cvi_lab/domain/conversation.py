@@ -111,6 +111,14 @@ class Conversation(BaseModel):
     events: list[ConversationEvent] | None = None
 
 
+class TurnRecord(BaseModel):
+    """One replica answer's per-turn metrics (latency marks in ms, stage durations, LLM/TTS figures)."""
+
+    turn_idx: int
+    metrics: dict[str, Any]
+    created_at: str
+
+
 class ConversationCreated(BaseModel):
     """POST /v2/conversations response (the hosted fields, plus `meeting_token` with require_auth)."""
 

@@ -98,6 +98,7 @@ async def test_meeting_page_placeholder_and_openapi(api):
     assert page.status == 200 and "text/html" in page.headers["Content-Type"]
     spec = await (await api.get("/openapi.json")).json()
     expected = {("post", "/v2/conversations"), ("get", "/v2/conversations"), ("get", "/v2/conversations/{conversation_id}"),
+                ("get", "/v2/conversations/{conversation_id}/turns"),
                 ("post", "/v2/conversations/{conversation_id}/end"), ("delete", "/v2/conversations/{conversation_id}"),
                 ("post", "/v2/personas"), ("get", "/v2/personas"), ("get", "/v2/personas/{persona_id}"),
                 ("patch", "/v2/personas/{persona_id}"), ("delete", "/v2/personas/{persona_id}"),
@@ -106,7 +107,7 @@ async def test_meeting_page_placeholder_and_openapi(api):
     got = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert got == expected
     schemas = spec["components"]["schemas"]
-    for name in ("ConversationCreate", "ConversationProperties", "Conversation", "PersonaCreate", "Persona",
+    for name in ("ConversationCreate", "ConversationProperties", "Conversation", "TurnRecord", "PersonaCreate", "Persona",
                  "Layers", "ReplicaCreate", "Replica", "Error"):
         assert name in schemas, name
     props = schemas["ConversationProperties"]["properties"]
@@ -178,3 +179,23 @@ async def test_transport_installer_mounts_the_meeting_routes(tmp_path, clock):
         assert page.status in (200, 404) and "no WebRTC transport installed" not in await page.text()
         ended = await client.post(f"/v2/conversations/{c['conversation_id']}/end")
         assert ended.status == 200
+
+
+async def test_turn_metrics_endpoint(api):
+    c = await create(api, replica_id=DEFAULT_REPLICA_ID)
+    cid = c["conversation_id"]
+    empty = await api.get(f"/v2/conversations/{cid}/turns")
+    assert empty.status == 200 and await empty.json() == {"data": [], "total_count": 0}
+    store = api.app["store"]
+    store.add_turn_metrics(cid, 2, {"response_latency_ms": 640.0, "llm_tokens": 12})
+    store.add_turn_metrics(cid, 1, {"response_latency_ms": 580.5})
+    body = await (await api.get(f"/v2/conversations/{cid}/turns")).json()
+    assert body["total_count"] == 2 and [t["turn_idx"] for t in body["data"]] == [1, 2]
+    assert body["data"][1]["metrics"] == {"response_latency_ms": 640.0, "llm_tokens": 12}
+    assert all(set(t) == {"turn_idx", "metrics", "created_at"} and t["created_at"] for t in body["data"])
+    missing = await api.get("/v2/conversations/c_doesnotexist/turns")
+    assert missing.status == 404 and "not found" in (await missing.json())["error"]
+    spec = await (await api.get("/openapi.json")).json()
+    op = spec["paths"]["/v2/conversations/{conversation_id}/turns"]["get"]
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]["items"] == {
+        "$ref": "#/components/schemas/TurnRecord"}
