@@ -22,6 +22,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
@@ -135,6 +136,8 @@ class Speech:
     finished: bool = False
     first_audio: asyncio.Event = field(default_factory=asyncio.Event)
     last_input: float = 0.0  # echo: when the sender last gave us something
+    tts_s: float = 0.0  # TTS compute wall time spent producing its audio (for the TTS real-time factor)
+    tts_audio_s: float = 0.0  # seconds of audio the TTS synthesized for it
     hold: asyncio.Event | None = None  # speculative answer: its audio waits for this (set at the commit)
     held_turn: Any = None  # ... prepared for this user turn
     held_text: str = ""  # ... from this transcript
@@ -431,7 +434,7 @@ class ConversationEngine:
         if speech.latency is not None:
             lat = speech.latency
             lat.extra.update(interrupted=interrupted, spoken_s=round(speech.played_s, 3), clauses=len(speech.clauses),
-                             kind=speech.kind)
+                             kind=speech.kind, tts_s=round(speech.tts_s, 4), tts_audio_s=round(speech.tts_audio_s, 4))
             metrics = lat.as_metrics()
             self.latencies.append(metrics)
             self._call_sink(self.sinks.record_turn, lat.turn_idx, metrics)
@@ -474,7 +477,7 @@ class ConversationEngine:
             announced = False
             try:
                 async with contextlib.aclosing(tts.stream(text)) as chunks:
-                    async for chunk in chunks:
+                    async for chunk in _timed(chunks, speech):
                         if speech.hold is not None and not speech.hold.is_set():
                             if speech.latency is not None:
                                 speech.latency.mark("tts_first_audio", self.clock.monotonic())
@@ -659,7 +662,8 @@ class ConversationEngine:
             producer.cancel()
             if lat is not None:
                 lat.extra.update(prompt_tokens=stats.prompt_tokens, cached_prompt_tokens=stats.cached_prompt_tokens,
-                                 completion_tokens=stats.completion_tokens)
+                                 completion_tokens=stats.completion_tokens, llm_tokens=stats.completion_tokens,
+                                 llm_s=None if stats.total_s is None else round(stats.total_s, 4))
 
     async def _llm_clauses(self, speech: Speech, queue: asyncio.Queue, stats: LLMStats,
                            messages: list[ChatMessage]) -> None:
@@ -902,6 +906,22 @@ async def _aiter(items: AsyncIterator | Iterable) -> AsyncIterator:
     else:
         for item in items:
             yield item
+
+
+async def _timed(chunks: AsyncIterator[TTSChunk], speech: Speech) -> AsyncIterator[TTSChunk]:
+    """Book the TTS's wall time per chunk (not the time the consumer holds it: holds, pushes) and the audio
+    it synthesized, so a turn reports the TTS real-time factor."""
+    it = chunks.__aiter__()
+    while True:
+        t0 = time.perf_counter()
+        try:
+            chunk = await it.__anext__()
+        except StopAsyncIteration:
+            speech.tts_s += time.perf_counter() - t0
+            return
+        speech.tts_s += time.perf_counter() - t0
+        speech.tts_audio_s += chunk.duration
+        yield chunk
 
 
 async def _drain(queue: asyncio.Queue) -> AsyncIterator:

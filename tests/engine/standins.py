@@ -10,6 +10,7 @@ subclass with a 32×32 blank image at 50 fps).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import AsyncIterator, Sequence
 
 import numpy as np
@@ -66,6 +67,7 @@ class ScriptedLLM(LLM):
     async def stream(self, messages, max_tokens=None, stats: LLMStats | None = None) -> AsyncIterator[str]:
         self.prompts.append(list(messages))
         pieces = [w if i == 0 else " " + w for i, w in enumerate(self.reply.split(" "))]
+        t0 = time.perf_counter()
         try:
             for i, piece in enumerate(pieces):
                 if self.fail_after is not None and i >= self.fail_after and len(self.prompts) <= self.fail_calls:
@@ -74,6 +76,8 @@ class ScriptedLLM(LLM):
                 if stats is not None:
                     stats.completion_tokens += 1
                 yield piece
+            if stats is not None:  # like the real backends: generation wall time, set when the stream ends
+                stats.total_s = time.perf_counter() - t0
         except asyncio.CancelledError:
             self.cancelled += 1
             raise

@@ -87,6 +87,16 @@ async def test_greeting_then_a_turn_is_answered_and_recorded():
     assert stopped[-1]["properties"]["duration"] == pytest.approx(0.9, abs=0.1)  # 9 words x 0.1 s
 
 
+async def test_turn_record_has_llm_and_tts_figures_for_tokens_per_s_and_rtf():
+    eng = make()
+    await run(eng, [Join(), WaitQuiet(), Say(tone(0.6), "q1"), WaitFor("conversation.replica.stopped_speaking"), WaitQuiet()])
+    (_, m), = eng.turn_records
+    assert m["llm_tokens"] == m["completion_tokens"] == 10  # the scripted reply: 10 words, one piece each
+    assert m["llm_s"] is not None and m["llm_s"] >= 10 * 0.01 * 0.9  # 10 ms per piece
+    assert m["tts_audio_s"] == pytest.approx(1.0, abs=1e-3)  # 10 words x 0.1 s synthesized
+    assert m["tts_s"] is not None and 0.0 < m["tts_s"] < 5.0  # the TTS's own wall time, not the playback's
+
+
 async def test_incomplete_turn_waits_and_resumed_speech_is_one_turn():
     asr = ScriptedASR(["first half", "first half and the rest"])
     turn = ScriptedTurn([0.1, 0.9])  # the first pause sounds unfinished
