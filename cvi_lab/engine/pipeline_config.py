@@ -2,8 +2,9 @@
 
 Why one function: the persona's `layers` (SPEC §2), the conversation's language route and the Hydra defaults
 all pick or tweak the same six stage configs; doing it in one place keeps precedence visible:
-Hydra defaults < language route < persona layers. Stage configs other than the default of their group are
-read from `conf/<group>/<name>.yaml`. Sensitivity words map to thresholds through the tables in
+root defaults < language route < explicit Hydra choices (e.g. `asr=faster_whisper_base`) that can serve the
+language < persona layers. Stage configs other than the chosen one of their group are read from
+`conf/<group>/<name>.yaml`. Sensitivity words map to thresholds through the tables in
 `conf/engine/default.yaml` (engine defaults).
 """
 
@@ -104,8 +105,10 @@ class PipelinePlan:
     warnings: list[str] = field(default_factory=list)
 
 
-def default_choices(conf_dir: Path = CONF_DIR) -> dict[str, str]:
-    """The group -> name choices of the root config's defaults list (what `cfg.<group>` was built from)."""
+def default_choices(conf_dir: Path = CONF_DIR, cfg: Mapping | None = None) -> dict[str, str]:
+    """The group -> name choices `cfg.<group>` was built from: Hydra's runtime choices under @hydra.main; with
+    the compose API (no runtime record) the conf file each `cfg.<group>` matches best; else the root file's
+    defaults list."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -113,6 +116,33 @@ def default_choices(conf_dir: Path = CONF_DIR) -> dict[str, str]:
             return {k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if k in STAGE_GROUPS}
     except Exception:  # noqa: BLE001 - hydra absent or not initialised: read the file instead
         pass
+    out = file_defaults(conf_dir)
+    for group in STAGE_GROUPS:
+        if cfg is not None and group in cfg and cfg[group] is not None:
+            out[group] = _closest_file(group, cfg[group], conf_dir, out.get(group, ""))
+    return out
+
+
+def _closest_file(group: str, node: Any, conf_dir: Path, fallback: str) -> str:
+    """The conf/<group>/*.yaml (same `_target_`) that differs from `node` in the fewest values; ties and
+    no match keep `fallback` (the root default), so a default with command-line tweaks stays the default."""
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    best, best_score = fallback, None
+    for path in sorted((conf_dir / group).glob("*.yaml")):
+        try:
+            other = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        except Exception:  # noqa: BLE001 - a file needing interpolation/defaults: not comparable here
+            continue
+        if not isinstance(other, dict) or other.get("_target_") != data.get("_target_"):
+            continue
+        score = sum(data.get(k) != other.get(k) for k in set(data) | set(other))
+        if best_score is None or score < best_score or (score == best_score and path.stem == fallback):
+            best, best_score = path.stem, score
+    return best
+
+
+def file_defaults(conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """The stage choices of the root file's defaults list (conf/serve.yaml), i.e. what nobody chose."""
     serve = conf_dir / "serve.yaml"
     out: dict[str, str] = {}
     if serve.exists():
@@ -138,6 +168,32 @@ def _load_stage(group: str, name: str, cfg: Mapping | None, choices: dict[str, s
     return OmegaConf.load(path)
 
 
+def serves(group: str, stage: Mapping[str, Any], code: str | None) -> bool:
+    """Whether a stage config can serve a language code (None: detect per utterance), judged from the config
+    alone (no model loaded): declared `languages`, a pinned `language`, English-only models."""
+    target = str(stage.get("_target_", "")).lower()
+    if group == "asr":
+        langs = stage.get("languages")
+        if langs:
+            langs = [str(x).lower() for x in langs]
+            return "*" in langs or (code is not None and code in langs)
+        model = str(stage.get("model") or "").lower()
+        english_only = "pocketsphinx" in target or model.endswith(("_en", ".en"))
+        pinned = stage.get("language")
+        if code is None:
+            return not english_only and not pinned
+        return code == (pinned or ("en" if english_only else code))
+    if group == "tts":
+        if code is None or "espeak" in target:
+            return True
+        if "piper" in target:
+            model = stage.get("model")
+            name = Path(str(model)).name.lower() if model else "en_us"  # null = the shipped en_US voice
+            return name.startswith((f"{code}_", f"{code}-"))
+        return True  # unknown backend: the explicit choice is trusted
+    return True
+
+
 def _set_known(stage: DictConfig, values: Mapping[str, Any], where: str, warnings: list[str]) -> None:
     """Set keys the stage config declares; others are reported (instantiate would reject them)."""
     for key, value in values.items():
@@ -161,7 +217,8 @@ def build_plan(
     layers = {k: dict(v or {}) for k, v in (layers or {}).items()}
     if pipeline_mode not in ("full", "echo"):
         raise PipelineConfigError(f"pipeline_mode {pipeline_mode!r} is not accepted; use 'full' or 'echo'")
-    choices = default_choices(conf_dir)
+    choices = default_choices(conf_dir, cfg)
+    unchosen = file_defaults(conf_dir)
     for group in STAGE_GROUPS:
         if cfg is None or group not in cfg:
             choices.setdefault(group, "")
@@ -176,8 +233,15 @@ def build_plan(
     llm, tts, stt = layers.get("llm", {}), layers.get("tts", {}), layers.get("stt", {})
     flow, avatar = layers.get("conversational_flow", {}), layers.get("avatar", {})
     names = dict(choices)
-    names["asr"] = stt.get("stt_engine") or route.asr
-    names["tts"] = tts.get("tts_engine") or route.tts or choices.get("tts", "")
+    # An explicit Hydra choice (not the root default) wins over the language route when it can serve the
+    # language; the route fills in otherwise; persona layers win over both.
+    for group, routed in (("asr", route.asr), ("tts", route.tts)):
+        chosen = choices.get(group, "")
+        explicit = bool(chosen) and chosen != unchosen.get(group) and cfg is not None and group in cfg
+        if routed and not (explicit and serves(group, cfg[group], route.code)):
+            names[group] = routed
+    names["asr"] = stt.get("stt_engine") or names.get("asr") or route.asr
+    names["tts"] = tts.get("tts_engine") or names.get("tts") or ""
     if llm.get("base_url"):
         names["llm"] = "openai_compatible"
     elif llm.get("model") and (conf_dir / "llm" / f"{llm['model']}.yaml").exists():

@@ -98,3 +98,42 @@ def test_engine_settings_from_yaml_and_cfg_engine():
     assert s.greeting.startswith("Hey there")
     with pytest.raises(PipelineConfigError, match="not known"):
         load_engine_settings({"engine": {"barge_in": 1}})
+
+
+def chose(group, name, **over):
+    """cfg() as Hydra composes it with `<group>=<name>` on the command line (+ dotted overrides)."""
+    c = cfg()
+    c[group] = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    for k, v in over.items():
+        OmegaConf.update(c, k, v)
+    return c
+
+
+@needs("asr/faster_whisper_base.yaml", "asr/faster_whisper_tiny_en.yaml", "tts/piper.yaml")
+def test_explicit_hydra_choice_wins_over_the_language_route_when_it_serves_the_language():
+    plan = build_plan(chose("asr", "faster_whisper_base", **{"asr.beam_size": 3}), language="english")
+    assert plan.choices["asr"] == "faster_whisper_base"
+    assert plan.stages["asr"].model == "base" and plan.stages["asr"].beam_size == 3  # cfg.asr, overrides kept
+    # the root default is not an explicit choice: the route still picks for each language
+    assert build_plan(cfg(), language="english").choices["asr"] == "faster_whisper_tiny_en"
+    assert build_plan(cfg(), language="spanish").choices["asr"] == "faster_whisper_base"
+
+
+@needs("asr/faster_whisper_base.yaml", "asr/pocketsphinx_en.yaml", "tts/espeak.yaml", "tts/piper.yaml")
+def test_explicit_choice_that_cannot_serve_the_language_yields_to_the_route():
+    plan = build_plan(chose("asr", "pocketsphinx_en"), language="spanish")  # English-only model
+    assert plan.choices["asr"] == "faster_whisper_base"
+    plan = build_plan(chose("asr", "pocketsphinx_en"), language="english")
+    assert plan.choices["asr"] == "pocketsphinx_en"
+    plan = build_plan(chose("tts", "espeak"), language="english")  # espeak speaks English too
+    assert plan.choices["tts"] == "espeak"
+    plan = build_plan(chose("tts", "espeak"), language="french")
+    assert plan.choices["tts"] == "espeak" and plan.stages["tts"].voice == "fr-fr"  # route's voice applies
+
+
+@needs("asr/faster_whisper_base.yaml", "asr/pocketsphinx_en.yaml", "tts/espeak.yaml", "tts/piper.yaml")
+def test_persona_layers_win_over_an_explicit_hydra_choice():
+    c = chose("asr", "faster_whisper_base")
+    c["tts"] = OmegaConf.load(CONF_DIR / "tts" / "espeak.yaml")
+    plan = build_plan(c, {"stt": {"stt_engine": "pocketsphinx_en"}, "tts": {"tts_engine": "piper"}}, language="english")
+    assert plan.choices["asr"] == "pocketsphinx_en" and plan.choices["tts"] == "piper"
