@@ -344,7 +344,10 @@ def main(cfg: Any) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
     try:
-        summary = asyncio.run(run_demo(cfg))
+        # a store of its own next to the server's (var/demo): the demo never touches a running server's calls,
+        # and what it records stays on disk after it exits
+        home = Path(str(cfg.server.home)) / "demo" if "server" in cfg else None
+        summary = asyncio.run(run_demo(cfg, home=home))
     except Exception as exc:  # noqa: BLE001 - a demo prints why it failed
         print(f"[cvi-lab] demo failed: {type(exc).__name__}: {exc}", flush=True)
         return 1
