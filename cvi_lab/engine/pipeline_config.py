@@ -130,7 +130,7 @@ def _closest_file(group: str, node: Any, conf_dir: Path, fallback: str) -> str:
     best, best_score = fallback, None
     for path in sorted((conf_dir / group).glob("*.yaml")):
         try:
-            other = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+            other = OmegaConf.to_container(load_stage_file(group, path.stem, conf_dir), resolve=True)
         except Exception:  # noqa: BLE001 - a file needing interpolation/defaults: not comparable here
             continue
         if not isinstance(other, dict) or other.get("_target_") != data.get("_target_"):
@@ -162,10 +162,33 @@ def _load_stage(group: str, name: str, cfg: Mapping | None, choices: dict[str, s
     """cfg.<group> when `name` is the group's default (keeps command-line overrides), else the conf file."""
     if cfg is not None and group in cfg and choices.get(group) == name:
         return copy.deepcopy(cfg[group]) if isinstance(cfg[group], DictConfig) else OmegaConf.create(dict(cfg[group]))
+    return load_stage_file(group, name, conf_dir)
+
+
+def load_stage_file(group: str, name: str, conf_dir: Path = CONF_DIR, _seen: tuple[str, ...] = ()) -> DictConfig:
+    """conf/<group>/<name>.yaml with its `defaults:` list applied the way Hydra composes a group file
+    (entries are files of the same group, merged in order; `_self_` marks where the file's own keys go,
+    last if absent). Why not OmegaConf.load: it ignores the list, so `portrait_256` lost its `_target_`."""
     path = conf_dir / group / f"{name}.yaml"
     if not path.exists():
         raise PipelineConfigError(f"{group} {name!r} is not available; available: {', '.join(available(group, conf_dir)) or 'none'}")
-    return OmegaConf.load(path)
+    if name in _seen:
+        raise PipelineConfigError(f"{group} {name!r}: its defaults list loops ({' -> '.join(_seen + (name,))})")
+    own = OmegaConf.load(path)
+    entries = own.pop("defaults", None) if isinstance(own, DictConfig) else None
+    if not entries:
+        return own
+    entries = list(entries) if "_self_" in list(entries) else list(entries) + ["_self_"]
+    out = OmegaConf.create({})
+    for entry in entries:
+        if entry == "_self_":
+            out = OmegaConf.merge(out, own)
+        elif isinstance(entry, str):
+            out = OmegaConf.merge(out, load_stage_file(group, entry, conf_dir, _seen + (name,)))
+        else:
+            raise PipelineConfigError(f"{group} {name!r}: defaults entry {entry!r} not supported; list names of "
+                                      f"conf/{group}/ files and _self_")
+    return out
 
 
 def serves(group: str, stage: Mapping[str, Any], code: str | None) -> bool:

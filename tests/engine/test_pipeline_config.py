@@ -137,3 +137,29 @@ def test_persona_layers_win_over_an_explicit_hydra_choice():
     c["tts"] = OmegaConf.load(CONF_DIR / "tts" / "espeak.yaml")
     plan = build_plan(c, {"stt": {"stt_engine": "pocketsphinx_en"}, "tts": {"tts_engine": "piper"}}, language="english")
     assert plan.choices["asr"] == "pocketsphinx_en" and plan.choices["tts"] == "piper"
+
+
+@needs("avatar/portrait.yaml", "avatar/portrait_256.yaml")
+def test_stage_file_with_a_defaults_list_is_composed():
+    plan = build_plan(cfg(), {"avatar": {"model": "portrait_256"}})
+    portrait = OmegaConf.load(CONF_DIR / "avatar" / "portrait.yaml")
+    avatar = plan.stages["avatar"]
+    assert plan.choices["avatar"] == "portrait_256" and "defaults" not in avatar
+    assert avatar._target_ == portrait._target_ and avatar.width == avatar.height == 256
+    assert set(avatar) == set(portrait)
+    from hydra.utils import get_class
+
+    get_class(avatar._target_)  # instantiable target
+
+
+def test_stage_defaults_list_errors_are_clear(tmp_path):
+    from cvi_lab.engine.pipeline_config import load_stage_file
+
+    (tmp_path / "avatar").mkdir()
+    (tmp_path / "avatar" / "a.yaml").write_text("defaults: [b]\nx: 1\n")
+    (tmp_path / "avatar" / "b.yaml").write_text("defaults: [a]\ny: 2\n")
+    with pytest.raises(PipelineConfigError, match="loops"):
+        load_stage_file("avatar", "a", tmp_path)
+    (tmp_path / "avatar" / "c.yaml").write_text("defaults: [missing]\n")
+    with pytest.raises(PipelineConfigError, match="available"):
+        load_stage_file("avatar", "c", tmp_path)
