@@ -20,7 +20,7 @@ USAGE = """usage: cvi-lab COMMAND [options] [key=value ...]
 
 commands:
   serve [overrides]                    start the API server (conf/serve.yaml), e.g. server.port=9000
-  demo [overrides]                     start a server and walk the API: persona, conversation, end, usage
+  demo [overrides]                     start a server, hold a 3-turn spoken call, print transcript + latency
   replica create PATH [--name N]       build a replica offline from a face video/image, print its record
   replica preview ...                  render a preview of a replica (see `cvi-lab replica preview --help`)
   experiment experiment=NAME [...]     run an experiment (Hydra app over conf/lab.yaml; -m for sweeps)

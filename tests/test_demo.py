@@ -24,4 +24,8 @@ def test_demo_holds_three_spoken_turns(tmp_path, capsys):
     assert all(r["engine"] for r in summary["turns"]), "engine latency records missing"
     roles = [role for role, _ in summary["transcript"]]
     assert roles.count("user") >= 3 and roles.count("replica") >= 4, summary["transcript"]  # greeting + 3 answers
+    if summary["recording"]:  # enable_recording: the file the record points at exists
+        from pathlib import Path
+
+        assert Path(summary["recording"]).is_file(), summary["recording"]
     assert "== transcript" in out and "| turn | client latency" in out and "recording:" in out
