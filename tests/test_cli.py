@@ -70,13 +70,13 @@ def test_replica_preview_delegates(monkeypatch, capsys):
     assert "not available yet" in capsys.readouterr().err
 
 
-def test_demo_walks_the_api(tmp_path):
+@pytest.mark.slow
+def test_demo_holds_a_spoken_call(tmp_path):
+    """`cvi-lab demo` as `make demo` runs it: the full live call (tests/test_demo.py checks the turns)."""
     proc = subprocess.run([sys.executable, "-m", "cvi_lab", "demo", f"server.home={tmp_path}"], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=400)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "auth: NONE" in out and "== persona created" in out
-    assert "conversation_url: http://127.0.0.1:" in out and "/meet/c" in out
+    assert "/meet/c" in out and "== transcript" in out and "| turn | client latency" in out
     assert "shutdown_reason: end_conversation_endpoint_hit" in out
-    usage = float(out.split("usage_seconds: ")[1].split()[0])
-    assert usage > 0
+    assert "recording: " in out
