@@ -77,6 +77,23 @@ def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
     return layers
 
 
+def collapse_digital_silence(pcm: Any, rate: int, keep_s: float = 0.2) -> Any:
+    """Shorten every run of exact-zero samples (the idle gaps the avatar inserts between streamed clauses,
+    whose length depends on timing) to a fixed `keep_s`, so the judged audio depends only on what the TTS
+    said: same config + seed -> the same intelligibility transcript."""
+    import numpy as np
+
+    x = np.asarray(pcm, dtype=np.float32)
+    if len(x) == 0:
+        return x
+    zero = x == 0.0
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8))) + 1
+    bounds = np.concatenate(([0], edges, [len(x)]))
+    keep = int(keep_s * rate)
+    parts = [x[a:b] if not zero[a] else x[a:min(b, a + keep)] for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.concatenate(parts)
+
+
 async def add_intelligibility(cfg: Any, result: RunResult) -> None:
     """ASR of the replica's own audio (a fixed judge ASR, `metrics.intelligibility_asr`, so TTS numbers stay
     comparable across ASR sweeps), WER against what the replica meant to say (done in metrics.aggregate)."""
@@ -89,7 +106,7 @@ async def add_intelligibility(cfg: Any, result: RunResult) -> None:
 
     for t in tqdm(todo, desc="intelligibility (ASR of replica audio)", unit="turn"):
         pcm, rate = result.replica_audio[(t.script, t.turn)]
-        pcm16 = resample(pcm, rate, SAMPLE_RATE)
+        pcm16 = resample(collapse_digital_silence(pcm, rate), rate, SAMPLE_RATE)
         if len(pcm16) < SAMPLE_RATE // 10:
             t.intelligibility_heard = ""
             continue
