@@ -177,6 +177,10 @@ class ConversationEngine:
         self.sinks = sinks or Sinks()
         self.conversation_id = spec.conversation_id
         self.echo_mode = spec.pipeline_mode == "echo"
+        # Multilingual calls: the ASR detects each utterance's language and the reply is spoken by the TTS
+        # route of that language (`voice_for_language(code) -> TTS`, set by the factory from the language table).
+        self.voice_for_language: Callable[[str], Awaitable[TTS]] | None = None
+        self.reply_language: str | None = None
         if not self.echo_mode and (stages.asr is None or stages.llm is None):
             raise PipelineConfigError("full pipeline_mode needs an ASR and an LLM stage")
         self.listener = TurnTaking(
@@ -467,9 +471,19 @@ class ConversationEngine:
 
         speech.task = self._spawn(runner())
 
+    async def _reply_voice(self) -> TTS:
+        """The TTS for the next reply: the detected language's voice in multilingual calls, else the default."""
+        if self.voice_for_language is None or not self.reply_language:
+            return self.stages.tts
+        try:
+            return await self.voice_for_language(self.reply_language)
+        except Exception as exc:  # noqa: BLE001 - a missing voice must not silence the replica
+            log.warning("no voice for detected language %r (%s); using the default", self.reply_language, exc)
+            return self.stages.tts
+
     async def _speak(self, speech: Speech, clauses: AsyncIterator[str] | Iterable[str]) -> None:
         """TTS each clause as it arrives and queue its audio on the avatar, booking it in the ledger."""
-        tts = self.stages.tts
+        tts = await self._reply_voice()
         index = 0
         async for text in _aiter(clauses):
             clause = Clause(text)
@@ -582,6 +596,7 @@ class ConversationEngine:
         lat.extra["user_text"] = text
         if transcript.language:
             lat.extra["language"] = transcript.language
+            self.reply_language = transcript.language
         if held is not None:  # the answer prepared during the patience: let it play
             held.latency.turn_decision = lat.turn_decision
             held.latency.extra.update(lat.extra, speculative=True)
@@ -594,6 +609,8 @@ class ConversationEngine:
         """The detector thinks the participant may go on; prepare the answer to what we have (LLM, first
         clause, its TTS) so that, if the patience runs out with no more speech, it plays at once."""
         text = (transcript.text or "").strip()
+        if transcript.language:
+            self.reply_language = transcript.language
         if not self.settings.speculative_answer or not text or (turn.overlapped and not turn.barged_in):
             return
         self._drop_held(turn)

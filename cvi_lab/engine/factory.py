@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cvi_lab.clock import Clock
 from cvi_lab.engine.engine import ConversationEngine, ConversationSpec, Sinks, Stages
@@ -50,6 +50,28 @@ async def create_engine(
     stages = Stages(**loaded)
     engine = ConversationEngine(spec, stages, plan.settings, clock=clock, sinks=sinks)
     engine.plan = plan
+    if plan.route.detect and cfg is not None and "languages" in cfg:
+        engine.voice_for_language = _voice_resolver(cfg, plan, pool, conf_dir)
     # reported as error events once the engine starts (e.g. the LLM endpoint is down)
     engine.startup_warnings = [f"{g} warm-up failed: {m}" for g, m in pool.warnings[seen:]]
     return engine
+
+
+def _voice_resolver(cfg: Any, plan: PipelinePlan, pool: StagePool, conf_dir: str | Path | None):
+    """code -> the TTS of that language's route (conf/languages), loaded once through the shared pool."""
+    from cvi_lab.domain.languages import LanguageTable
+    from cvi_lab.engine.pipeline_config import CONF_DIR, load_stage_file
+
+    langs = cfg["languages"]
+    table = LanguageTable(OmegaConf.to_container(langs, resolve=True) if isinstance(langs, DictConfig) else langs)
+    root = Path(conf_dir) if conf_dir else CONF_DIR
+
+    async def voice(code: str):
+        route = table.for_code(code)  # a route with a voice (english when the code has none)
+        stage = load_stage_file("tts", route.tts, root)
+        for key, value in route.tts_overrides.items():
+            if key in stage:
+                stage[key] = value
+        return await pool.get("tts", stage)
+
+    return voice
