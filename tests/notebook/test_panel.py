@@ -136,15 +136,16 @@ def test_attach_to_a_conversation_created_from_python(server):
     assert panel.end().shutdown_reason == "end_conversation_endpoint_hit"
 
 
-def test_remote_server_without_turn_route(server):
+def test_remote_server_serves_turns_over_http(server):
+    """A server started elsewhere: per-turn records come from GET /v2/conversations/{id}/turns."""
     from cvi_lab.notebook.server import connect
 
     remote = connect(server.url)
     panel = ControlPanel(remote)
     assert panel.create() is not None
     snap = panel.end()
-    assert snap.turns_available is False
-    assert "per-turn latency not offered by this server" in panel.summary.value
+    assert snap.turns_available is True and snap.turns == []
+    assert "per-turn latency not offered by this server" not in panel.summary.value
 
 
 def test_unreachable_server_is_a_clear_error():
