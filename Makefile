@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency clean
+.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in clean
 
 setup:
 	@bash scripts/ensure_venv.sh
@@ -31,7 +31,7 @@ serve: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-bench: bench-stages bench-avatar bench-latency
+bench: bench-stages bench-avatar bench-latency bench-barge-in
 
 bench-stages: setup
 	$(PY) -m benchmarks.bench_stages
@@ -41,6 +41,9 @@ bench-avatar: setup
 
 bench-latency: setup
 	$(PY) -m benchmarks.bench_latency
+
+bench-barge-in: setup
+	$(PY) -m benchmarks.bench_barge_in
 
 clean:
 	rm -rf var outputs multirun .pytest_cache

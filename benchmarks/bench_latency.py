@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvi_lab.loop_lag import LoopLagProbe
 from cvi_lab.demo import (HOPS, LiveServer, latency_rows, speak, spoken_turn, wait_greeting)
 from cvi_lab.engine.latency import MARKS
 
@@ -94,7 +95,7 @@ async def run(cfg, n_turns: int, voice: str) -> dict:
     questions = (QUESTIONS * ((n_turns + len(QUESTIONS) - 1) // len(QUESTIONS)))[:n_turns]
     audio = [speak(q, voice=voice) for q in questions]
     load_before = os.getloadavg()
-    async with LiveServer(cfg) as srv:
+    async with LiveServer(cfg) as srv, LoopLagProbe() as lag:
         conv = await srv.api("POST", "/v2/conversations", {  # the default persona with the default replica
             "replica_id": _default_replica(), "conversation_name": "bench latency",
             "properties": {"participant_left_timeout": 0, "max_call_duration": 1800}})
@@ -111,11 +112,13 @@ async def run(cfg, n_turns: int, voice: str) -> dict:
                 print(f"turn {i + 1:2d}/{n_turns}: {turn['client_latency_ms']} ms  ({q})", flush=True)
             await asyncio.sleep(0.5)
         finally:
+            outbound = srv.outbound_audio(cid)
             await srv.api("POST", f"/v2/conversations/{cid}/end")
             await client.leave()
         await srv.wait_status(cid, "ended", 30)
         rows = latency_rows(client, turns, srv.turn_metrics(cid))
-    return {"rows": rows, "load_before": load_before, "load_after": os.getloadavg()}
+    return {"rows": rows, "load_before": load_before, "load_after": os.getloadavg(), "outbound_audio": outbound,
+            "loop_lag": lag.summary()}
 
 
 def _default_replica() -> str:
@@ -133,6 +136,7 @@ def report(result: dict, voice: str, wall_s: float) -> tuple[dict, str]:
     data = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
             "load_average_before": [round(x, 2) for x in result["load_before"]],
             "load_average_after": [round(x, 2) for x in result["load_after"]],
+            "event_loop_lag": result["loop_lag"], "outbound_audio": result["outbound_audio"],
             "participant_voice": voice, "turns": len(rows),
             "answered": sum(1 for r in rows if r["client_latency_ms"] is not None), "wall_s": round(wall_s, 1),
             "target": {"p50_ms": 600, "p95_ms": 900}, "summary": summary, "dominant_hop": dominant,
@@ -146,6 +150,9 @@ def report(result: dict, voice: str, wall_s: float) -> tuple[dict, str]:
     lines = ["# Response latency (live call over loopback WebRTC)", "",
              f"- machine: {m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
              f"- load average before / after: {data['load_average_before']} / {data['load_average_after']}",
+             f"- event-loop lag (server and client share the loop; 50 ms probe): p50 {data['event_loop_lag']['p50_ms']} ms, "
+             f"p99 {data['event_loop_lag']['p99_ms']} ms, max {data['event_loop_lag']['max_ms']} ms; replica audio dropped "
+             f"by the outbound queue: {data['outbound_audio']['dropped_ms']} ms, underruns: {data['outbound_audio']['underruns']}",
              f"- {data['answered']}/{data['turns']} turns answered; participant voice: {voice}; wall {data['wall_s']} s",
              "- engine marks are ms after the participant's speech end (the engine's VAD-based estimate); the client "
              "latency is end of our sent speech → first voiced received sample (SPEC §4); target p50 ≤ 600, p95 ≤ 900", "",

@@ -138,12 +138,63 @@ class LiveServer:
                 return rec
             await asyncio.sleep(0.2)
 
+    def outbound_audio(self, conversation_id: str) -> dict[str, float]:
+        """The server's outbound audio counters for a live call (summed over its peers): replica audio dropped
+        because the queue overflowed (a producer burst after a stalled loop), and underruns (the queue ran dry
+        mid-speech). Zeros when the call has no room (ended, or no transport)."""
+        from cvi_lab.transport.signaling import TRANSPORT_KEY
+
+        transport = self.app.get(TRANSPORT_KEY)
+        room = transport.rooms.get(conversation_id) if transport is not None else None
+        peers = list(room.peers.values()) if room is not None else []
+        return {"dropped_ms": round(sum(p.audio_out.dropped_samples for p in peers) / 48.0, 1),
+                "underruns": sum(p.audio_out.underruns for p in peers)}
+
     def turn_metrics(self, conversation_id: str) -> list[dict]:
         """The engine's stored per-turn latency records ({turn_idx, metrics, created_at})."""
         return self.app["store"].turn_metrics(conversation_id)
 
 
 # ---------------------------------------------------------------------------------------------- one spoken turn
+def event_monotonic(event: dict) -> float:
+    """An event's `timestamp` (the engine's wall clock, same machine) on this process's monotonic clock."""
+    import datetime as dt
+
+    wall = dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+    return wall - (time.time() - time.monotonic())
+
+
+async def barge_in(client: Any, pcm: np.ndarray, rate: int = SPEECH_RATE, timeout: float = 30.0,
+                   window_s: float = 1.2) -> dict:
+    """Talk over the replica (it must be speaking) and measure the interruption as the participant hears it.
+
+    Returns talk_at, speech_start (our first voiced sample sent), decision (the engine's
+    `conversation.replica_interrupted` event on our monotonic clock, None if it never came), decision_ms (speech
+    start → decision), spoke_before (the replica was audible in the second before the decision) and
+    silent_after_ms (decision → end of the last voiced sample received within `window_s` after it: 0 when
+    nothing more arrived; a replica that kept talking shows ≈ window_s). The whole interrupting utterance is
+    sent before returning, so the answer to it cannot start inside the window."""
+    talk_at = time.monotonic()
+    sending = await client.send_wav(pcm, rate, wait=False)  # a future: done when the last sample went out
+    try:
+        interrupted = await client.wait_event("conversation.replica_interrupted", timeout=timeout, since=talk_at)
+        decision = event_monotonic(interrupted[1]) if interrupted is not None else None
+        if decision is not None:
+            await client.wait_for(lambda: time.monotonic() > decision + window_s + 0.1, window_s + 5)
+    finally:
+        await sending
+    out = {"talk_at": talk_at, "speech_start": client.speech_started_after(talk_at), "decision": decision,
+           "decision_ms": None, "spoke_before": None, "silent_after_ms": None}
+    if decision is None:
+        return out
+    if out["speech_start"] is not None:
+        out["decision_ms"] = round(1000.0 * (decision - out["speech_start"]), 1)
+    out["spoke_before"] = last_voiced(client, decision - 1.0, decision) is not None
+    last = last_voiced(client, decision, decision + window_s)
+    out["silent_after_ms"] = 0.0 if last is None else round(1000.0 * (last - decision), 1)
+    return out
+
+
 def last_voiced(client: Any, since: float, until: float | None = None) -> float | None:
     """End time of the last received voiced 10 ms window that arrived in [since, until]."""
     from cvi_lab.transport.client import RATE, WINDOW, _voiced_windows

@@ -29,6 +29,8 @@ class Runtime(Protocol):
     async def stop(self, reason: str) -> None: ...
 
 
+# A factory may also carry `async aclose()`: the manager awaits it at shutdown to release resources the
+# factory's runtimes share on the event loop (cvi_lab.engine.runtime.engine_runtime closes its stage pool).
 RuntimeFactory = Callable[["Call", Room, Any], Runtime]
 
 

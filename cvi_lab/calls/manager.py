@@ -147,6 +147,13 @@ class ConversationManager:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for factory in self._factories:  # a runtime's shared, loop-bound resources (optional `aclose`)
+            close = getattr(factory, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # noqa: BLE001
+                    self.log.warning("closing runtime factory %r failed", factory, exc_info=True)
 
     def _schedule_heartbeat(self) -> None:
         if not self._closed and self.heartbeat_s > 0:

@@ -578,6 +578,9 @@ class ConversationEngine:
         if self._interrupt("barge_in"):
             turn.barged_in = True
             turn.overlapped = False
+        elif turn.overlapped and self._audible() is None:
+            # the replica ended on its own while the participant kept talking: a turn, not a backchannel
+            turn.overlapped = False
 
     async def turn_complete(self, turn: UserTurn, transcript: Transcript) -> None:
         text = (transcript.text or "").strip()

@@ -124,3 +124,10 @@ class EngineRuntime:
 def engine_runtime(call: Any, room: Any, cfg: Any) -> EngineRuntime:
     """The `RuntimeFactory` the calls layer registers."""
     return EngineRuntime(call, cfg)
+
+
+async def _close_pool() -> None:
+    await POOL.aclose()
+
+
+engine_runtime.aclose = _close_pool  # the manager awaits it at server shutdown (calls/manager.py)

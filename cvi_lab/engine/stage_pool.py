@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 PER_CONVERSATION = ("vad", "avatar")
 # A remote LLM endpoint may be down when a call starts and come back later: its warm-up failure is reported
@@ -79,6 +82,17 @@ class StagePool:
         for group, cfg in stages.items():
             out[group] = await self.get(group, cfg, **((avatar_kwargs or {}) if group == "avatar" else {}))
         return out
+
+    async def aclose(self) -> None:
+        """Release what shared stages hold on the running event loop (e.g. an HTTP session to a remote LLM);
+        the models themselves stay loaded for the next server in this process."""
+        for key, stage in list(self._shared.items()):
+            close = getattr(stage, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # noqa: BLE001 - closing is best effort, never fatal at shutdown
+                    log.warning("closing stage %s failed", key.split(":", 1)[0], exc_info=True)
 
     @property
     def loaded(self) -> list[str]:

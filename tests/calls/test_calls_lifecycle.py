@@ -234,3 +234,28 @@ async def test_end_listeners_run_after_the_end_and_errors_do_not_break_it(make_e
     cid = (await m.create(req()))["conversation_id"]
     rec = await m.end(cid)
     assert rec["status"] == "ended" and seen == [(cid, ShutdownReason.END_ENDPOINT, True)]
+
+
+async def test_shutdown_ends_live_calls_then_closes_runtime_factories(make_env):
+    """A factory's `aclose` (shared, loop-bound resources such as an LLM's HTTP session) runs at shutdown,
+    after its live calls stopped; a factory whose close fails does not keep the others from closing."""
+    log: list = []
+
+    def factory(call, room, cfg):
+        return RecordingRuntime(call, room, cfg, log)
+
+    async def close():
+        log.append(("factory closed",))
+
+    async def broken_close():
+        raise RuntimeError("boom")
+
+    def broken(call, room, cfg):
+        return RecordingRuntime(call, room, cfg, [])
+
+    factory.aclose, broken.aclose = close, broken_close
+    app = await make_env(runtime_factories=[broken, factory])
+    m = app["manager"]
+    await m.create(req())
+    await m.close()
+    assert log[-2:] == [("stop", ShutdownReason.SERVER_SHUTDOWN), ("factory closed",)]

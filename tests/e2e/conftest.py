@@ -4,10 +4,8 @@ a Whisper tiny.en ASR instantiated from conf/asr to transcribe what the particip
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
-import time
 
 import numpy as np
 import pytest
@@ -77,7 +75,3 @@ def received_between(client, t0: float, t1: float) -> np.ndarray:
     return to_float32(np.concatenate(chunks)) if chunks else np.zeros(0, np.float32)
 
 
-def event_monotonic(event: dict) -> float:
-    """An event's `timestamp` (the engine's wall clock, same machine) on this process's monotonic clock."""
-    wall = dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-    return wall - (time.time() - time.monotonic())

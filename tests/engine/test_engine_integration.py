@@ -188,6 +188,7 @@ async def test_llm_endpoint_down_apologises_and_the_call_goes_on(cfg, pool, ques
         ])
     finally:
         await eng.stop()
+        await eng.stages.llm.aclose()  # its keep-alive HTTP session lives on this test's event loop
     errors = [e["properties"] for e in res.of_type("conversation.error")]
     print("errors:", errors)
     assert any(e.get("stage") == "llm" for e in errors)

@@ -167,6 +167,18 @@ async def test_short_speech_over_the_replica_is_a_backchannel():
     assert utterances(res, "replica")[-1] == reply
 
 
+async def test_speech_that_outlasts_the_replica_is_a_turn_not_a_backchannel():
+    """Seen live: the participant starts a question in the replica's last words; the replica ends on its own
+    before the speech is long enough to barge in. The question is a turn (answered), not a backchannel."""
+    eng = make(llm=ScriptedLLM("Short answer here."), greeting="Hi!", sets=settings(barge_in_min_ms=1500))
+    res = await run(eng, [Join(), WaitQuiet(), Say(tone(0.5)), WaitFor("conversation.replica.started_speaking"),
+                          Pause(0.1), Say(tone(2.0)), WaitFor("conversation.replica.stopped_speaking"), WaitQuiet(),
+                          WaitFor("conversation.replica.stopped_speaking"), WaitQuiet()])
+    assert "conversation.replica_interrupted" not in types(res)  # nothing was left to interrupt
+    assert utterances(res, "user") == ["hello there", "hello there"]
+    assert utterances(res, "replica") == ["Hi!", "Short answer here.", "Short answer here."]
+
+
 async def test_llm_failure_apologises_and_the_call_goes_on():
     llm = ScriptedLLM("Fine, then I will keep talking.", fail_after=0, fail_calls=1)
     eng = make(llm=llm, greeting="Hi!")

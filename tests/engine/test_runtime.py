@@ -83,3 +83,24 @@ async def test_manager_runs_an_engine_per_call_and_stores_its_transcript(tmp_pat
         await app["replicas"].close()
         await app["webhooks"].close()
         app["store"].close()
+
+
+async def test_stage_pool_aclose_releases_shared_stages_resources():
+    """Only stages with `aclose` are closed, one failing close does not stop the others, models stay loaded."""
+    from cvi_lab.engine.stage_pool import StagePool
+
+    closed = []
+
+    class Holder:
+        def __init__(self, name, fail=False):
+            self.name, self.fail = name, fail
+
+        async def aclose(self):
+            if self.fail:
+                raise RuntimeError("boom")
+            closed.append(self.name)
+
+    pool = StagePool()
+    pool._shared.update({"llm:a": Holder("a", fail=True), "llm:b": Holder("b"), "tts:c": object()})
+    await pool.aclose()
+    assert closed == ["b"] and len(pool.loaded) == 3
