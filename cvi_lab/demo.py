@@ -148,6 +148,7 @@ class LiveServer:
         room = transport.rooms.get(conversation_id) if transport is not None else None
         peers = list(room.peers.values()) if room is not None else []
         return {"dropped_ms": round(sum(p.audio_out.dropped_samples for p in peers) / 48.0, 1),
+                "cut_on_barge_in_ms": round(sum(p.audio_out.cut_samples for p in peers) / 48.0, 1),
                 "underruns": sum(p.audio_out.underruns for p in peers)}
 
     def turn_metrics(self, conversation_id: str) -> list[dict]:

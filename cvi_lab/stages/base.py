@@ -226,13 +226,15 @@ class VideoFrame:
     """One rendered RGB frame (H, W, 3 uint8) at presentation time `pts` (seconds from stream start).
 
     `audio` is the PCM (float32 at `audio_rate`) that plays during this frame, so the transport can send
-    audio and video that belong together."""
+    audio and video that belong together. `interrupted` marks the first frame after a barge-in cleared the
+    renderer: audio sent before it was cut, so a transport drops whatever of it it still buffers."""
 
     image: np.ndarray
     pts: float
     audio: np.ndarray
     audio_rate: int
     speaking: bool = False
+    interrupted: bool = False
 
 
 class AvatarRenderer(abc.ABC):

@@ -202,6 +202,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self.silence_frames = 0
         self.underruns = 0
         self.dropped_samples = 0
+        self.cut_samples = 0  # dropped on barge-in (cut())
         self._last_drop_log = -1e9
 
     @property
@@ -235,6 +236,17 @@ class OutboundAudioTrack(MediaStreamTrack):
                     self.dropped_samples / 48,
                 )
         self._data.set()
+
+    def cut(self) -> int:
+        """Barge-in: drop the replica audio still queued here (the engine cut it upstream), so the participant
+        stops hearing it now rather than after the queue plays out. Returns the samples dropped."""
+        dropped = len(self._buf) // 2
+        if dropped:
+            del self._buf[:]
+            self.taken += dropped  # the A/V index space: video waiting on these samples is released
+            self.cut_samples += dropped
+        self._progress.set()
+        return dropped
 
     def _track_phase(self) -> None:
         """Called as audio arrives: how long will its first sample wait (queue ahead of it + slot phase)?"""

@@ -304,7 +304,10 @@ class Room:
     def _fan_out(self, frame) -> None:
         audio = frame.audio
         pcm48 = self._resampler.push(audio, frame.audio_rate) if audio is not None and len(audio) else None
+        cut = bool(getattr(frame, "interrupted", False))
         for peer in list(self.peers.values()):
+            if cut:  # barge-in: what the peer still buffers of the cut speech must not play
+                peer.audio_out.cut()
             # the image leaves when the first sample of its own audio does (or, without audio, when the
             # audio before it has gone out)
             index = peer.audio_out.enqueued + (1 if pcm48 is not None and len(pcm48) else 0)

@@ -167,6 +167,19 @@ async def test_short_speech_over_the_replica_is_a_backchannel():
     assert utterances(res, "replica")[-1] == reply
 
 
+async def test_barge_in_counts_the_turns_speech_across_a_short_pause():
+    """ "Wait, ... stop please": two bursts, each shorter than barge_in_min_ms, with a pause the VAD ends a
+    segment on but the turn goes on through; together they are long enough to interrupt."""
+    reply = " ".join(f"w{i}" for i in range(40)) + "."
+    eng = make(llm=ScriptedLLM(reply), tts=ScriptedTTS(per_word=0.1), greeting="Hi!",
+               turn=ScriptedTurn([0.9, 0.1, 0.9]), sets=settings(barge_in_min_ms=600))
+    res = await run(eng, [Join(), WaitQuiet(), Say(tone(0.5)), WaitFor("conversation.replica.started_speaking"),
+                          Pause(0.5), Say(tone(0.4)), Pause(0.25), Say(tone(0.4)),
+                          WaitFor("conversation.replica_interrupted"), WaitQuiet(timeout=10)])
+    assert "conversation.replica_interrupted" in types(res)
+    assert utterances(res, "user")[:2] == ["hello there", "hello there"]
+
+
 async def test_speech_that_outlasts_the_replica_is_a_turn_not_a_backchannel():
     """Seen live: the participant starts a question in the replica's last words; the replica ends on its own
     before the speech is long enough to barge in. The question is a turn (answered), not a backchannel."""

@@ -49,6 +49,24 @@ async def test_audio_track_ignores_audio_before_start_and_caps_its_queue():
     track.stop()
 
 
+async def test_cut_drops_the_queued_speech_and_releases_video_waiting_on_it():
+    audio = OutboundAudioTrack(underrun_wait_s=0.0, max_buffer_s=1.0)
+    video = OutboundVideoTrack(audio, av_sync_max_wait_s=5.0)
+    await audio.recv()
+    audio.push(np.full(AUDIO_FRAME_SAMPLES * 5, 1000, np.int16))  # 100 ms of speech queued
+    video.push(np.zeros((48, 64, 3), np.uint8), AUDIO_FRAME_SAMPLES * 4)  # its mouth waits for sample 3840
+    pending = asyncio.ensure_future(video.recv())
+    await asyncio.sleep(0.005)
+    assert not pending.done()
+    assert audio.cut() == AUDIO_FRAME_SAMPLES * 5 and audio.buffered_s == 0.0
+    await asyncio.wait_for(pending, 1)  # released at once, not after a 5 s A/V wait
+    assert not (await audio.recv()).to_ndarray().any()  # the next frame out is silence: the speech was cut
+    assert audio.taken == audio.enqueued and audio.cut_samples == AUDIO_FRAME_SAMPLES * 5
+    assert audio.cut() == 0
+    audio.stop()
+    video.stop()
+
+
 async def test_video_waits_for_its_audio_then_goes_out():
     audio = OutboundAudioTrack(underrun_wait_s=0.0)
     video = OutboundVideoTrack(audio, av_sync_max_wait_s=1.0)

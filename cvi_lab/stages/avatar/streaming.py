@@ -157,7 +157,8 @@ class StreamingAvatar(AvatarRenderer):
         image = self.render_frame(index, audio, cue)
         self.render_ms.append((time.perf_counter() - t0) * 1000.0)
         self._index += 1
-        return VideoFrame(image=image, pts=index / self.fps, audio=audio, audio_rate=rate, speaking=got > 0)
+        return VideoFrame(image=image, pts=index / self.fps, audio=audio, audio_rate=rate, speaking=got > 0,
+                          interrupted=cleared)
 
     def render_offline(self, chunks: Sequence[TTSChunk], pad_s: float = 0.5, lead_s: float | None = None) -> list[VideoFrame]:
         """Render `chunks` as fast as possible: `lead_s` (default pad_s) idle, the speech, `pad_s` idle."""

@@ -104,6 +104,8 @@ def test_clear_closes_mouth_next_frame(astronaut_replica, speech_chunks):
     r.clear()
     after = r.next_frame()
     assert not after.speaking and not after.audio.any() and r.queued_seconds == 0
+    assert after.interrupted and not any(f.interrupted for f in talking)  # tells the transport to cut its queue
+    assert not r.next_frame().interrupted  # only the first frame after the clear
     op = mouth_openness([idle.image] + [f.image for f in talking] + [after.image], find_mouth_box(idle.image))
     assert op[1:-1].max() > 0.05
     assert op[-1] < 0.2 * op[1:-1].max()
