@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cvi_lab.lab import app
-from cvi_lab.lab.metrics import QUALITY_METRICS, normalize
+from cvi_lab.lab.metrics import QUALITY_METRICS, normalize, wer
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,16 @@ def test_offline_run_twice_is_identical(tmp_path, monkeypatch):
     b_turns, b = _run(tmp_path, uri, "b")
     keys = ("script", "turn", "reference", "heard", "replica_text", "llm_tokens")
     assert [{k: t[k] for k in keys} for t in a_turns] == [{k: t[k] for k in keys} for t in b_turns]
-    # ASR of the replica's audio: the same words (punctuation may follow pauses between streamed clauses)
-    assert [normalize(t["intelligibility_heard"]) for t in a_turns] == [normalize(t["intelligibility_heard"]) for t in b_turns]
+    # ASR of the replica's audio: the engine streams it in real time, so where clause audio meets frame
+    # boundaries can differ by a few ms between runs; Whisper may then spell one rare word differently (seen
+    # once in CI: "dunassa" / "denassa" in a 40-word answer). Same words up to that: WER between runs <= 5 %.
+    heard_a = [normalize(t["intelligibility_heard"]) for t in a_turns]
+    heard_b = [normalize(t["intelligibility_heard"]) for t in b_turns]
+    assert wer(heard_a, heard_b) <= 0.05, (heard_a, heard_b)
     assert all(t["heard"] and t["replica_text"] for t in a_turns)  # the calls really happened
-    assert {k: a.get(k) for k in QUALITY_METRICS} == {k: b.get(k) for k in QUALITY_METRICS}
+    exact = [k for k in QUALITY_METRICS if k != "tts_intelligibility_wer"]
+    assert {k: a.get(k) for k in exact} == {k: b.get(k) for k in exact}
+    assert abs(a["tts_intelligibility_wer"] - b["tts_intelligibility_wer"]) <= 0.05
     assert a["asr_wer"] < 0.5 and "response_latency_p50_ms" in a
 
     mlflow.set_tracking_uri(None)
