@@ -14,19 +14,15 @@ Writes p50/p95/max to benchmarks/results/barge_in.json and a Markdown table to b
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.bench_latency import machine, stats
+from benchmarks.live_call import cli, condition_lines, conditions, ms, stats
 from cvi_lab.loop_lag import LoopLagProbe
 from cvi_lab.demo import LiveServer, barge_in, speak, spoken_turn, wait_greeting
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SILENT_MS = 150
 STORYTELLER = ("You are a storyteller in a live video call. Whatever you are asked, answer with a long story of at "
                "least eight sentences.")
@@ -97,26 +93,15 @@ def report(result: dict, wall_s: float) -> tuple[dict, str]:
     summary = {k: stats([r[k] for r in measured]) | {"max": max((r[k] for r in measured if r[k] is not None),
                                                                 default=None)}
                for k in ("decision_ms", "silent_after_ms")}
-    data = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-            "load_average_before": [round(x, 2) for x in result["load_before"]],
-            "load_average_after": [round(x, 2) for x in result["load_after"]],
-            "event_loop_lag": result["loop_lag"], "outbound_audio": result["outbound_audio"],
+    data = conditions(result) | {
             "trials": len(rows), "measured": len(measured),
             "interrupted_turn_records": result["interrupted_turn_records"], "wall_s": round(wall_s, 1),
             "target": {"silent_after_ms": TARGET_SILENT_MS},
             "within_target": sum(1 for r in measured if r["silent_after_ms"] <= TARGET_SILENT_MS),
             "summary": summary, "per_trial": rows}
 
-    def f(v):
-        return "-" if v is None else f"{v:.0f}"
-
-    m = data["machine"]
-    lines = ["# Barge-in (live call over loopback WebRTC)", "",
-             f"- machine: {m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
-             f"- load average before / after: {data['load_average_before']} / {data['load_average_after']}",
-             f"- event-loop lag (server and client share the loop; 50 ms probe): p50 {data['event_loop_lag']['p50_ms']} ms, "
-             f"p99 {data['event_loop_lag']['p99_ms']} ms, max {data['event_loop_lag']['max_ms']} ms; replica audio dropped "
-             f"by the outbound queue: {data['outbound_audio']['dropped_ms']} ms, underruns: {data['outbound_audio']['underruns']}",
+    f = ms
+    lines = ["# Barge-in (live call over loopback WebRTC)", "", *condition_lines(data),
              f"- {data['measured']}/{data['trials']} trials measured (the replica was still talking 1.5 s into its "
              f"answer and the engine decided to yield; one fresh call per trial); wall {data['wall_s']} s",
              f"- silent within {TARGET_SILENT_MS} ms of the decision: {data['within_target']}/{data['measured']}", "",
@@ -129,26 +114,13 @@ def report(result: dict, wall_s: float) -> tuple[dict, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_barge_in", description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=10)
-    p.add_argument("--out", default=str(RESULTS))
-    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over conf/serve.yaml")
-    args = p.parse_args(argv)
-    import logging
+    def measure(cfg, args):
+        t0 = time.monotonic()
+        result = asyncio.run(run(cfg, args.trials))
+        return report(result, time.monotonic() - t0)
 
-    logging.basicConfig(level=logging.WARNING, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
-    from cvi_lab.cli import compose_config
-
-    cfg = compose_config(args.overrides)
-    t0 = time.monotonic()
-    result = asyncio.run(run(cfg, args.trials))
-    data, md = report(result, time.monotonic() - t0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "barge_in.json").write_text(json.dumps(data, indent=2))
-    (out / "barge_in.md").write_text(md)
-    print(md)
-    print(f"written: {out / 'barge_in.json'}, {out / 'barge_in.md'}")
+    data = cli(argv, name="barge_in", doc=__doc__,
+               add_arguments=lambda p: p.add_argument("--trials", type=int, default=10), measure=measure)
     return 0 if data["measured"] else 1
 
 

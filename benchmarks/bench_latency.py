@@ -12,22 +12,16 @@ figure to benchmarks/results/latency.json and a Markdown table to benchmarks/res
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
-
+from benchmarks.live_call import cli, condition_lines, conditions, ms, stats
 from cvi_lab.loop_lag import LoopLagProbe
 from cvi_lab.demo import (HOPS, LiveServer, latency_rows, speak, spoken_turn, wait_greeting)
 from cvi_lab.engine.latency import MARKS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 QUESTIONS = [
     "What is the capital of France?",
     "How many legs does a spider have?",
@@ -52,14 +46,6 @@ QUESTIONS = [
 ]
 
 
-def stats(values: list[float]) -> dict:
-    v = np.array([x for x in values if x is not None], float)
-    if len(v) == 0:
-        return {"n": 0, "p50": None, "p95": None, "mean": None}
-    return {"n": int(len(v)), "p50": round(float(np.percentile(v, 50)), 1),
-            "p95": round(float(np.percentile(v, 95)), 1), "mean": round(float(v.mean()), 1)}
-
-
 def figures(rows: list[dict]) -> dict[str, list[float | None]]:
     """Per-turn series: client latency, each engine mark (ms after speech end), each hop of the critical path."""
     out: dict[str, list] = {"client_response_latency_ms": [r["client_latency_ms"] for r in rows]}
@@ -74,19 +60,6 @@ def figures(rows: list[dict]) -> dict[str, list[float | None]]:
     for k in ("asr_ms", "turn_ms", "llm_ttft_ms", "tts_ttfb_ms"):
         out[f"span {k}"] = [r["engine"].get(k) for r in rows]
     return out
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
 
 
 async def run(cfg, n_turns: int, voice: str) -> dict:
@@ -133,26 +106,15 @@ def report(result: dict, voice: str, wall_s: float) -> tuple[dict, str]:
     summary = {name: stats(vals) for name, vals in figs.items()}
     hops = {k: v for k, v in summary.items() if (k.startswith("hop ") or k.startswith("network")) and v["mean"] is not None}
     dominant = max(hops, key=lambda k: hops[k]["mean"]) if hops else None
-    data = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-            "load_average_before": [round(x, 2) for x in result["load_before"]],
-            "load_average_after": [round(x, 2) for x in result["load_after"]],
-            "event_loop_lag": result["loop_lag"], "outbound_audio": result["outbound_audio"],
+    data = conditions(result) | {
             "participant_voice": voice, "turns": len(rows),
             "answered": sum(1 for r in rows if r["client_latency_ms"] is not None), "wall_s": round(wall_s, 1),
             "target": {"p50_ms": 600, "p95_ms": 900}, "summary": summary, "dominant_hop": dominant,
             "per_turn": [{k: r[k] for k in ("turn", "question", "heard", "answer", "turn_idx", "client_latency_ms")}
                          | {"engine": r["engine"]} for r in rows]}
 
-    def f(v):
-        return "-" if v is None else f"{v:.0f}"
-
-    m = data["machine"]
-    lines = ["# Response latency (live call over loopback WebRTC)", "",
-             f"- machine: {m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
-             f"- load average before / after: {data['load_average_before']} / {data['load_average_after']}",
-             f"- event-loop lag (server and client share the loop; 50 ms probe): p50 {data['event_loop_lag']['p50_ms']} ms, "
-             f"p99 {data['event_loop_lag']['p99_ms']} ms, max {data['event_loop_lag']['max_ms']} ms; replica audio dropped "
-             f"by the outbound queue: {data['outbound_audio']['dropped_ms']} ms, underruns: {data['outbound_audio']['underruns']}",
+    f = ms
+    lines = ["# Response latency (live call over loopback WebRTC)", "", *condition_lines(data),
              f"- {data['answered']}/{data['turns']} turns answered; participant voice: {voice}; wall {data['wall_s']} s",
              "- engine marks are ms after the participant's speech end (the engine's VAD-based estimate); the client "
              "latency is end of our sent speech → first voiced received sample (SPEC §4); target p50 ≤ 600, p95 ≤ 900", "",
@@ -168,27 +130,16 @@ def report(result: dict, voice: str, wall_s: float) -> tuple[dict, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_latency", description=__doc__.split("\n\n")[0])
-    p.add_argument("--turns", type=int, default=20)
-    p.add_argument("--voice", default="espeak", choices=["espeak", "piper"])
-    p.add_argument("--out", default=str(RESULTS))
-    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over conf/serve.yaml")
-    args = p.parse_args(argv)
-    import logging
+    def add_arguments(p):
+        p.add_argument("--turns", type=int, default=20)
+        p.add_argument("--voice", default="espeak", choices=["espeak", "piper"])
 
-    logging.basicConfig(level=logging.WARNING, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
-    from cvi_lab.cli import compose_config
+    def measure(cfg, args):
+        t0 = time.monotonic()
+        result = asyncio.run(run(cfg, args.turns, args.voice))
+        return report(result, args.voice, time.monotonic() - t0)
 
-    cfg = compose_config(args.overrides)
-    t0 = time.monotonic()
-    result = asyncio.run(run(cfg, args.turns, args.voice))
-    data, md = report(result, args.voice, time.monotonic() - t0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(data, indent=2))
-    (out / "latency.md").write_text(md)
-    print(md)
-    print(f"written: {out / 'latency.json'}, {out / 'latency.md'}")
+    data = cli(argv, name="latency", doc=__doc__, add_arguments=add_arguments, measure=measure)
     return 0 if data["answered"] == data["turns"] else 1
 
 

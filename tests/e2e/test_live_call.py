@@ -8,7 +8,6 @@ timing targets (e.g. received audio silent ≤ 150 ms after the barge-in decisio
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 
