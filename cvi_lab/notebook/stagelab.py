@@ -268,14 +268,22 @@ class StageLab:
         return self.loop.run(run(), 600)
 
     # ------------------------------------------------------------ side by side
+    def check_backends(self, group: str, backends: Sequence[str]) -> None:
+        """Refuse an unknown backend or bad override before any model loads (a bad B must not load A first)."""
+        for backend in backends:
+            self.config(group, backend)
+
     def compare_asr(self, audio: Any, backends: Sequence[str], sample_rate: int = ASR_RATE) -> list[Heard]:
+        self.check_backends("asr", backends)
         pcm = self.audio16k(audio, sample_rate)
         return [self.transcribe(pcm, ASR_RATE, asr=b) for b in backends]
 
     def compare_tts(self, text: str, backends: Sequence[str]) -> list[Speech]:
+        self.check_backends("tts", backends)
         return [self.speak(text, tts=b) for b in backends]
 
     def compare_llm(self, message: str, backends: Sequence[str], max_tokens: int = 48) -> list[Reply]:
+        self.check_backends("llm", backends)
         return [self.chat(message, llm=b, max_tokens=max_tokens) for b in backends]
 
     def close(self) -> None:

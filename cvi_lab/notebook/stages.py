@@ -224,6 +224,7 @@ class CompareWidget(_View):
     def run(self) -> None:
         def work() -> None:
             group, backends = self.group.value, [self.a.value, self.b.value]
+            self.lab.check_backends(group, backends)  # before the sample speech below loads a TTS
             cells = []
             if group == "asr":
                 audio, reference = self.audio, self.reference
