@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in clean
+.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-peer clean
 
 setup:
 	@bash scripts/ensure_venv.sh
@@ -44,6 +44,10 @@ bench-latency: setup
 
 bench-barge-in: setup
 	$(PY) -m benchmarks.bench_barge_in
+
+# The same scripted participant against Pipecat (pinned, in its own cached venv) and cvi-lab, on the same models.
+bench-peer: setup
+	pipecat_py=$$(bash scripts/ensure_pipecat_venv.sh) && $(PY) -m benchmarks.bench_peer --pipecat-python "$$pipecat_py" $(ARGS)
 
 clean:
 	rm -rf var outputs multirun .pytest_cache
