@@ -85,6 +85,7 @@ class Child:
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         self._drain: asyncio.Task | None = None
+        self._log = None
 
     async def start(self, timeout: float) -> int:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -133,7 +134,8 @@ class Child:
                 await self.proc.wait()
         if self._drain is not None:
             self._drain.cancel()
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
 def _own_cpu_s() -> float:
