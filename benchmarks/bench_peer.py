@@ -231,6 +231,21 @@ async def run_cvi_lab(cfg: Any, n_turns: int, voice: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- report
+def source_revision() -> dict:
+    """The commit measured (and whether tracked files had uncommitted changes); CVI_LAB_COMMIT when the code
+    runs from an exported snapshot without .git."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        return {"commit": rev, "uncommitted_changes": dirty}
+    except Exception:  # noqa: BLE001
+        return {"commit": os.environ.get("CVI_LAB_COMMIT"), "uncommitted_changes": None}
+
+
 def _distribution(rows: list[dict]) -> dict:
     vals = [r["client_latency_ms"] for r in rows]
     s = stats(vals)
@@ -242,6 +257,7 @@ def _distribution(rows: list[dict]) -> dict:
 def report(res: dict, w: dict, args: Any, wall_s: float) -> tuple[dict, str]:
     pc, cl = res.get("pipecat"), res.get("cvi_lab")
     data: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+                            "source": source_revision(),
                             "turns": args.turns, "participant_voice": args.voice, "wall_s": round(wall_s, 1),
                             "measure": "end of the participant's sent speech -> first voiced (-40 dBFS) received "
                                        "sample of the reply, cvi_lab.demo.spoken_turn (SPEC §4)",
@@ -283,6 +299,8 @@ def markdown(d: dict) -> str:
          f"spoken by {d['participant_voice']}: the same audio to both sides); run order: {' then '.join(d['order'])}; "
          f"wall {d['wall_s']} s",
          f"- machine: {m.get('cpu_model', m['processor'])}, {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
+         f"- cvi-lab source: commit {(d.get('source') or {}).get('commit')} (uncommitted changes to tracked files: "
+         f"{(d.get('source') or {}).get('uncommitted_changes')})",
          "", "| system | answered | p50 ms | p95 ms | mean ms | min ms | max ms |", "|---|---|---|---|---|---|---|"]
     for name, side in (("Pipecat " + PIPECAT_VERSION, pc), ("cvi-lab", cl)):
         if side is None:
