@@ -45,6 +45,9 @@ bench-latency: setup
 bench-barge-in: setup
 	$(PY) -m benchmarks.bench_barge_in
 
+bench-playout: setup
+	$(PY) -m benchmarks.bench_playout
+
 # The same scripted participant against Pipecat (pinned, in its own cached venv) and cvi-lab, on the same models.
 bench-peer: setup
 	pipecat_py=$$(bash scripts/ensure_pipecat_venv.sh) && $(PY) -m benchmarks.bench_peer --pipecat-python "$$pipecat_py" $(ARGS)
