@@ -109,16 +109,15 @@ class ChatServer:
         if stream:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             await resp.prepare(request)
-            await resp.write(chunk({"role": "assistant", "content": ""}))
         first = None
         try:
             async with contextlib.aclosing(self.llm.stream(messages, int(max_tokens), stats)) as gen:
                 async for piece in gen:
                     if first is None:
                         first = time.perf_counter() - t0
+                    if resp is not None:  # the role rides on the first piece: no empty chunk before the text
+                        await resp.write(chunk({"content": piece} | ({} if pieces else {"role": "assistant"})))
                     pieces.append(piece)
-                    if resp is not None:
-                        await resp.write(chunk({"content": piece}))
         finally:
             record.update(prompt_tokens=stats.prompt_tokens, cached_prompt_tokens=stats.cached_prompt_tokens,
                           completion_tokens=stats.completion_tokens,
