@@ -283,7 +283,8 @@ def report(res: dict, w: dict, args: Any, wall_s: float) -> tuple[dict, str]:
         data["cvi_lab"] = conditions(cl) | {"response_latency_ms": _distribution(rows), "cpu_s": cl["cpu_s"],
                                             "engine_spans_ms": spans,
                                             "per_turn": [{k: r[k] for k in ("turn", "question", "heard", "answer",
-                                                                            "client_latency_ms")} for r in rows]}
+                                                                            "client_latency_ms")}
+                                                         | {"engine": r["engine"]} for r in rows]}
     p50 = lambda k: (data.get(k) or {}).get("response_latency_ms", {}).get("p50")  # noqa: E731
     data["ratio_p50_cvi_lab_over_pipecat"] = (round(p50("cvi_lab") / p50("pipecat"), 3)
                                               if p50("cvi_lab") and p50("pipecat") else None)
