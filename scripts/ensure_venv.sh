@@ -23,7 +23,8 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/pip" install --progress-bar off --no-deps -r requirements-nodeps.txt
   touch "$venv/.complete"
   # Keep the disk bounded: drop environments of older dependency sets beyond the 2 most recent.
-  ls -1dt "$cache"/*/ 2>/dev/null | tail -n +3 | while read -r old; do
+  # (only cvi-lab's own environments, named by a 16-hex-digit hash; the peer benchmark's pipecat-* stays)
+  ls -1dt "$cache"/????????????????/ 2>/dev/null | grep -E '/[0-9a-f]{16}/$' | tail -n +3 | while read -r old; do
     [ "${old%/}" != "$venv" ] && [ -f "${old%/}/.complete" ] && rm -rf "${old%/}" "${old%/}.lock"
   done
 fi

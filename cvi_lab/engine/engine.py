@@ -187,6 +187,7 @@ class ConversationEngine:
             stages.vad, stages.turn, None if self.echo_mode else stages.asr, settings, self.clock, self
         )
         self.history: list[ChatMessage] = []
+        self._window_start = 0  # first history message in the prompt (see _trim_history)
         self.context = spec.conversational_context or ""
         self.turn_idx = 0
         self.participants: set[str] = set()
@@ -220,14 +221,13 @@ class ConversationEngine:
             self.error(warning, "stage", stage=warning.split(" ", 1)[0])
 
     async def _prime_llm(self) -> None:
-        """Pre-fill the LLM's prefix cache with this call's system message, off the critical path, so the
-        first answer only prefills the new turn (HFCausalLLM.warmup(system_prompt=...))."""
-        warmup = getattr(self.stages.llm, "warmup", None)
-        if self.echo_mode or warmup is None or "system_prompt" not in inspect.signature(warmup).parameters:
+        """Pre-fill the LLM's prompt cache with the prompt so far (system message + history), off the critical
+        path, so the next answer only prefills the new user turn (`LLM.prime`)."""
+        if self.echo_mode or self.stages.llm is None:
             return
         try:
-            await warmup(system_prompt=self._messages()[0].content)
-        except Exception as exc:  # noqa: BLE001 - a failing warm-up shows up again (and is reported) on use
+            await self.stages.llm.prime(self._messages())
+        except Exception as exc:  # noqa: BLE001 - a failing prime shows up again (and is reported) on use
             log.warning("LLM prefix priming failed: %s", exc)
 
     async def stop(self, reason: str = "end_conversation_endpoint_hit") -> None:
@@ -546,6 +546,11 @@ class ConversationEngine:
         """A stage broke during an answer: error event, then a short apology (unless the TTS is what broke)."""
         log.warning("stage %s failed: %s", stage, exc)
         self.error(f"{stage} failed: {exc}", "stage", stage=stage)
+        if speech is not None and speech.held_turn is not None:
+            # an answer prepared for a turn not yet committed: apologise at the commit, if these words stand
+            speech.held_turn.extra["held_failed"] = (speech.held_text, stage)
+            speech.latency = None  # never heard: no latency record
+            return
         if speech is not None and speech.latency is not None:
             speech.latency.extra["error"] = f"{stage}: {exc}"
         if stage not in ("tts", "avatar") and self.running and (speech is None or speech.kind != "apology"):
@@ -575,7 +580,7 @@ class ConversationEngine:
         """Called on every frame while the participant speaks: barge-in once it lasts long enough."""
         if turn.barged_in or speech_s * 1000.0 < self.settings.barge_in_min_ms:
             return
-        if self._interrupt("barge_in"):
+        if self._interrupt("barge_in", keep=self._held(turn)):  # (not the answer being prepared for this turn)
             turn.barged_in = True
             turn.overlapped = False
         elif turn.overlapped and self._audible() is None:
@@ -600,11 +605,16 @@ class ConversationEngine:
         if transcript.language:
             lat.extra["language"] = transcript.language
             self.reply_language = transcript.language
-        if held is not None:  # the answer prepared during the patience: let it play
-            held.latency.turn_decision = lat.turn_decision
+        if held is not None:  # the answer prepared before the commit: let it play
+            for mark in ("speech_end", "vad_end", "turn_decision", "asr_final"):  # the listening side's marks
+                setattr(held.latency, mark, getattr(lat, mark))
             held.latency.extra.update(lat.extra, speculative=True)
             held.held_turn = None
             held.hold.set()
+            return
+        failed_text, failed_stage = turn.extra.pop("held_failed", (None, None))
+        if failed_text == text and failed_stage not in ("tts", "avatar"):  # its prepared answer broke
+            self.say(self.settings.apology, kind="apology")
             return
         self._answer(lat)
 
@@ -653,14 +663,30 @@ class ConversationEngine:
                 '{"name": <tool name>, "arguments": {...}}.\n' + json.dumps(specs)
             )
         system = "\n\n".join(p.strip() for p in parts if p and p.strip())
-        return [ChatMessage("system", system)] + self.history[-s.history_max_messages :]
+        return [ChatMessage("system", system)] + self.history[self._window_start :]
+
+    def _trim_history(self) -> None:
+        """Move the start of the prompt's history window, in blocks of `history_trim_block` messages, once the
+        next answer's prompt would hold more than `history_max_messages`. Called only after an answer (before
+        priming), so between two trims the prompt only grows at its end and the LLM's prompt cache holds every
+        earlier turn; a sliding window would change the prefix right after the system message on every turn
+        and force a full prefill (seen as 3x slower answers from turn 20 of a long call)."""
+        s = self.settings
+        while len(self.history) + 1 - self._window_start > s.history_max_messages:
+            self._window_start += s.history_trim_block
+            while self._window_start < len(self.history) - 1 and self.history[self._window_start].role != "user":
+                self._window_start += 1  # a window opens with a user message
 
     def _remember(self, role: str, text: str) -> None:
-        """Append to the history, merging consecutive messages of one role (an answer never heard)."""
+        """Append to the history, merging consecutive messages of one role (an answer never heard). After an
+        answer, the prompt so far is primed in the LLM while the participant speaks."""
         if self.history and self.history[-1].role == role:
             self.history[-1] = ChatMessage(role, f"{self.history[-1].content} {text}".strip())
         else:
             self.history.append(ChatMessage(role, text))
+        if role == "assistant" and self.running:
+            self._trim_history()
+            self._spawn(self._prime_llm())
 
     async def _respond(self, speech: Speech, pending_user: str | None = None) -> None:
         """LLM → chunker → queue → TTS → avatar. The LLM runs ahead in its own task while clauses are spoken.

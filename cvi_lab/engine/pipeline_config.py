@@ -49,9 +49,13 @@ class EngineSettings:
     pause_llm_until_first_audio: bool = True
     echo_idle_flush_ms: float = 700
     history_max_messages: int = 40
+    history_trim_block: int = 8
     system_prompt_default: str = ""
     trim_leading_silence_dbfs: float | None = -50.0
     speculative_answer: bool = True
+    early_decision_ms: float | None = 50
+    finished_text_patience_ms: float | None = 500
+    unfinished_last_words: list[str] = field(default_factory=list)
     stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_turn_detector: bool = True
     language_code: str | None = "en"  # ASR language; None = detect per utterance (multilingual)

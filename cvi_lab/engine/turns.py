@@ -6,6 +6,12 @@ detector, so the transcript is usually ready when the detector says "complete". 
 "incomplete" we wait up to the patience; if speech resumes, the pending decision (and its ASR) is
 cancelled and the turn goes on, to be transcribed again, whole, at the next pause.
 
+Early start: the VAD says where the speech would end as soon as silence begins (`VAD.pending_end`), while
+its min silence (~200 ms) is still running. `early_decision_ms` after that candidate end, the same decision
+(ASR ∥ end-of-turn, and the engine's held answer) starts on exactly the audio the final decision would use;
+if the VAD then ends the segment at that sample, the running decision simply continues, so the transcript
+is the one-shot transcript of the same audio, ready ~200 ms sooner. If speech resumes, it is cancelled.
+
 The engine (the speaking side) gets callbacks: `user_started` / `user_stopped` per VAD segment,
 `user_speech(turn, seconds)` on every frame while the participant speaks (barge-in check),
 `turn_complete(turn, transcript)` once a turn is committed, and, while the patience runs on a turn the
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -71,6 +77,16 @@ async def clock_sleep(clock: Clock, delay: float) -> None:
         handle.cancel()
 
 
+def reads_finished(text: str, unfinished_last_words: Sequence[str]) -> bool:
+    """The transcript ends like a finished sentence: closing punctuation (not an ellipsis) after a last word
+    that does not call for more ("and", "to", "the", "um", ...)."""
+    text = (text or "").strip()
+    if not text or text.endswith(("...", "…", ",", "-", "—")) or text[-1] not in ".?!":
+        return False
+    last = text.rstrip(".?!\"'”’").split()[-1:] or [""]
+    return last[0].lower().strip(",;:\"'“‘") not in set(unfinished_last_words)
+
+
 LOUD_POWER = 10 ** (-50 / 10)  # mean power of a -50 dBFS frame: quieter frames inside a VAD segment are pauses
 
 
@@ -117,6 +133,7 @@ class TurnTaking:
         self._audio = _AudioBuffer(int(settings.max_turn_s * self.rate))
         self.turn: UserTurn | None = None  # the turn being listened to / decided
         self._decision: asyncio.Task | None = None
+        self._early: tuple[int, asyncio.Event] | None = None  # (candidate end sample, VAD confirmed) of _decision
         self._tasks: set[asyncio.Task] = set()
         self.enabled = True  # False: audio is ignored (no participant / shutting down)
         self._last_loud = 0  # sample index after the last loud frame (barge-in speech length)
@@ -139,6 +156,7 @@ class TurnTaking:
                 self._speech_start(ev.sample)
             else:
                 self._speech_end(ev.sample)
+        self._early_start()
         if self.turn is not None and self.vad.speaking:
             # The VAD stays "speaking" through its min silence: count speech up to the last frame with sound,
             # so a short word plus the silence after it does not pass for a long barge-in.
@@ -158,13 +176,38 @@ class TurnTaking:
         """Map a VAD sample index to the clock: the frame just pushed ends now."""
         return self.clock.monotonic() - (self._audio.end - sample) / self.rate
 
+    def _early_start(self) -> None:
+        """Start (or cancel) the decision at the VAD's candidate end, before its min silence has run out."""
+        if self.asr is None or self.turn is None or not self.vad.speaking:
+            return
+        end = self.vad.pending_end
+        if self._early is not None and self._early[0] != end:  # speech went on: that end was not the end
+            self._cancel_decision()
+        if end is None or self._early is not None or self._decision is not None:
+            return
+        s, turn = self.settings, self.turn
+        if s.early_decision_ms is None or self._audio.end - end < s.early_decision_ms * self.rate / 1000:
+            return
+        if turn.segments == 0 and end - turn.segment_start < s.min_turn_ms * self.rate / 1000:
+            return  # would be dropped as a click at speech_end
+        pre = int(s.preroll_ms * self.rate / 1000)
+        confirmed = asyncio.Event()
+        self._early = (end, confirmed)
+        turn.latency.turn_decision = turn.latency.asr_final = None
+        turn.latency.extra["early_start_ms"] = round((self._audio.end - end) * 1000 / self.rate, 1)
+        self._decision = self._spawn(self._decide(turn, self._audio.slice(turn.start_sample - pre, end), confirmed))
+
+    def _cancel_decision(self) -> None:
+        if self._decision is not None:
+            self._decision.cancel()
+        self._decision, self._early = None, None
+
     def _speech_start(self, sample: int) -> None:
         new = self.turn is None
         if new:
             self.turn = UserTurn(start_sample=sample, latency=TurnLatency(turn_idx=-1))
         elif self._decision is not None:
-            self._decision.cancel()  # the participant went on: decide again at the next pause
-            self._decision = None
+            self._cancel_decision()  # the participant went on: decide again at the next pause
             self.turn.extra["resumed"] = self.turn.extra.get("resumed", 0) + 1
         self.turn.segment_start = sample
         self.turn.end_sample = None
@@ -180,6 +223,11 @@ class TurnTaking:
         self.handler.user_stopped(turn)
         lat = turn.latency
         lat.speech_end, lat.vad_end = self._wall_time_of(sample), self.clock.monotonic()
+        if self._early is not None and self._early[0] == sample:
+            self._early[1].set()  # the early decision ran on exactly this audio: it goes on
+            self._early = None
+            return
+        self._cancel_decision()
         lat.turn_decision = lat.asr_final = None
         if turn.speech_samples < self.settings.min_turn_ms * self.rate / 1000 and turn.segments == 1:
             self.turn = None  # a click or a cough: not a turn
@@ -198,8 +246,10 @@ class TurnTaking:
         return task
 
     # --------------------------------------------------------------- decision
-    async def _decide(self, turn: UserTurn, audio: np.ndarray) -> None:
-        """ASR and end-of-turn in parallel; commit when complete (or out of patience)."""
+    async def _decide(self, turn: UserTurn, audio: np.ndarray, confirmed: asyncio.Event | None = None) -> None:
+        """ASR and end-of-turn in parallel; commit when complete (or out of patience). `confirmed`: an early
+        decision (started at the VAD's candidate end) commits nothing before the VAD has ended the segment;
+        meanwhile the engine prepares the answer to the transcript (held until the commit)."""
         s, lat = self.settings, turn.latency
         asr_task = asyncio.ensure_future(self._transcribe(turn, audio))
         try:
@@ -211,17 +261,15 @@ class TurnTaking:
                 except StageError as exc:  # a broken detector must not stall the call: fall back to patience
                     self.handler.stage_failed("turn", exc)
                 lat.extra["turn_prob"] = round(float(prob), 3)
+            tentative = False  # the engine was handed the transcript to prepare an answer
+            if confirmed is not None and not confirmed.is_set():
+                transcript = await asr_task
+                if transcript is not None and not confirmed.is_set():
+                    self.handler.turn_tentative(turn, transcript)
+                    tentative = True
+                await confirmed.wait()
             if prob < s.turn_threshold:
-                # Maybe not finished: wait out the patience, but hand the transcript over as soon as it exists
-                # so the engine can prepare the answer (held back until the commit, dropped if speech resumes).
-                patience = asyncio.ensure_future(clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0))
-                try:
-                    done, _ = await asyncio.wait({asr_task, patience}, return_when=asyncio.FIRST_COMPLETED)
-                    if asr_task in done and not patience.done() and asr_task.result() is not None:
-                        self.handler.turn_tentative(turn, asr_task.result())
-                    await patience
-                finally:
-                    patience.cancel()
+                await self._patience(turn, asr_task, tentative)
                 lat.extra["turn_by_patience"] = True
             lat.turn_decision = self.clock.monotonic()
             transcript = await asr_task
@@ -231,10 +279,33 @@ class TurnTaking:
             raise
         if self.turn is turn:
             self.turn = None
-            self._decision = None
+            self._decision = self._early = None
         if transcript is None:
             return
         await self.handler.turn_complete(turn, transcript)
+
+    async def _patience(self, turn: UserTurn, asr_task: asyncio.Future, tentative: bool) -> None:
+        """Wait out the patience on a turn the detector judged unfinished. The transcript is handed over as soon
+        as it exists, so the engine prepares the answer (held until the commit, dropped if speech resumes); a
+        transcript that reads as a finished sentence (`reads_finished`) shortens the wait to
+        `finished_text_patience_ms`: the detector hears prosody, the words tell a question from "I'd like to"."""
+        s = self.settings
+        t0 = self.clock.monotonic()
+        timer = asyncio.ensure_future(clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0))
+        try:
+            done, _ = await asyncio.wait({asr_task, timer}, return_when=asyncio.FIRST_COMPLETED)
+            transcript = asr_task.result() if asr_task in done else None
+            if transcript is not None and not timer.done():
+                if not tentative:
+                    self.handler.turn_tentative(turn, transcript)
+                if s.finished_text_patience_ms is not None and reads_finished(transcript.text, s.unfinished_last_words):
+                    turn.latency.extra["patience_shortened"] = True
+                    left = (s.finished_text_patience_ms - s.vad_min_silence_ms) / 1000.0 - (self.clock.monotonic() - t0)
+                    await clock_sleep(self.clock, left)
+                    return
+            await timer
+        finally:
+            timer.cancel()
 
     async def _transcribe(self, turn: UserTurn, audio: np.ndarray) -> Transcript | None:
         t0 = self.clock.monotonic()
@@ -253,9 +324,7 @@ class TurnTaking:
     # --------------------------------------------------------------- control
     def drop_turn(self) -> None:
         """Forget the turn in progress (e.g. the engine decided it was a backchannel)."""
-        if self._decision is not None:
-            self._decision.cancel()
-            self._decision = None
+        self._cancel_decision()
         self.turn = None
 
     async def close(self) -> None:

@@ -111,6 +111,13 @@ class VAD(abc.ABC):
     def speaking(self) -> bool:
         """True between a speech_start and the following speech_end."""
 
+    @property
+    def pending_end(self) -> int | None:
+        """While speaking, once silence has begun: the `sample` the coming speech_end will carry if that silence
+        lasts; None when the last frame was speech or nothing is spoken. A backend that cannot tell keeps None
+        (the engine then starts its end-of-turn work at speech_end)."""
+        return None
+
 
 # ---------------------------------------------------------------- end of turn
 class TurnDetector(abc.ABC):
@@ -180,6 +187,11 @@ class LLM(abc.ABC):
         self, messages: Sequence[ChatMessage], max_tokens: int | None = None, stats: LLMStats | None = None
     ) -> AsyncIterator[str]:
         """Async stream of text pieces. Cancelling the consumer stops generation within one token."""
+
+    async def prime(self, messages: Sequence[ChatMessage]) -> None:
+        """Compute the prompt state of `messages` (the prefix of the next call) while the call is idle, so the
+        next answer prefills only what is new. Backends with a prompt cache implement it; default: nothing."""
+        return None
 
 
 # ---------------------------------------------------------------- TTS

@@ -80,7 +80,8 @@ async def test_greeting_then_a_turn_is_answered_and_recorded():
         assert m[key] is not None, key
     assert m["first_frame_sent_ms"] >= m["tts_first_audio_ms"] >= m["first_clause_ms"] >= m["llm_first_token_ms"]
     # the first clause went to the TTS on its own, before the LLM had finished
-    assert eng.stages.tts.texts == ["Hi there friend!", "Sure, I can help you with that.", "It is easy."]
+    # the first clause leaves after three words (first audio early); later ones at sentence ends
+    assert eng.stages.tts.texts == ["Hi there friend!", "Sure, I can", "help you with that.", "It is easy."]
     assert "conversation.replica.started_speaking" in types(res)
     stopped = res.of_type("conversation.replica.stopped_speaking")
     assert all(e["properties"]["interrupted"] is False for e in stopped)

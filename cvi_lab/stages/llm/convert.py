@@ -1,4 +1,4 @@
-"""GGUF → cached safetensors, once.
+"""GGUF → cached safetensors, once; safetensors → cached CTranslate2, once.
 
 Why: transformers can read a GGUF checkpoint (`gguf_file=`), but it dequantizes every tensor on each load
 (~18 s for SmolLM2-135M on 2 cores). We pay that once, save the dequantized model + tokenizer (with the chat
@@ -73,6 +73,39 @@ def converted_dir(gguf: str | Path) -> Path:
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         if (out / "config.json").is_file():  # lost a race to another process: its result is fine
+            return out
+        raise
+    return out
+
+
+def ct2_dir(hf_dir: str | Path, quantization: str) -> Path:
+    """CTranslate2 model converted from the transformers directory `hf_dir` with `quantization`, converting on
+    first use (~25 s for SmolLM2-135M) into `assets.cache_dir()`. A hub id (only from the local HF cache) works
+    too. Keyed by the source's path, config and weights' sizes, the quantization and the CTranslate2 version;
+    written atomically like `converted_dir`."""
+    import ctranslate2
+
+    src = Path(hf_dir)
+    h = hashlib.sha256(f"{src.resolve() if src.exists() else hf_dir}:{quantization}:{ctranslate2.__version__}".encode())
+    if src.is_dir():
+        h.update((src / "config.json").read_bytes() if (src / "config.json").is_file() else b"")
+        for f in sorted(src.glob("*.safetensors")) + sorted(src.glob("*.bin")):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    out = assets.cache_dir() / f"{src.name}-ct2-{quantization}-{h.hexdigest()[:12]}"
+    if (out / "model.bin").is_file():
+        return out
+    log.info("converting %s to CTranslate2 (%s) under %s (one time, ~30 s)", hf_dir, quantization, out)
+    from ctranslate2.converters import TransformersConverter
+
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        TransformersConverter(str(hf_dir), low_cpu_mem_usage=True).convert(str(tmp), quantization=quantization, force=True)
+        if out.exists():  # a concurrent converter won, or a broken leftover: replace it
+            shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (out / "model.bin").is_file():  # lost a race to another process: its result is fine
             return out
         raise
     return out

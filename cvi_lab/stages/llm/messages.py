@@ -9,8 +9,10 @@ from cvi_lab.stages.base import ChatMessage, StageInputError
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def normalize_messages(messages: Sequence[ChatMessage | Mapping[str, Any]], who: str) -> list[dict[str, str]]:
-    """ChatMessage objects or {"role", "content"} dicts -> list of dicts; clear errors for bad input."""
+def normalize_messages(messages: Sequence[ChatMessage | Mapping[str, Any]], who: str,
+                       allow_system_only: bool = False) -> list[dict[str, str]]:
+    """ChatMessage objects or {"role", "content"} dicts -> list of dicts; clear errors for bad input.
+    `allow_system_only`: a prompt prefix to prime (no turn needs to have text yet)."""
     if isinstance(messages, (str, bytes)) or not messages:
         raise StageInputError(f"{who}: messages must be a non-empty list of chat messages (role + content)")
     out: list[dict[str, str]] = []
@@ -22,7 +24,7 @@ def normalize_messages(messages: Sequence[ChatMessage | Mapping[str, Any]], who:
         if not isinstance(content, str):
             raise StageInputError(f"{who}: message {i} content must be a string, got {type(content).__name__}")
         out.append({"role": role, "content": content})
-    if not any(m["content"].strip() for m in out if m["role"] != "system"):
+    if not allow_system_only and not any(m["content"].strip() for m in out if m["role"] != "system"):
         raise StageInputError(f"{who}: no user/assistant message with text; give at least one non-empty turn")
     return out
 

@@ -48,6 +48,10 @@ class EnergyVAD(VAD):
     def speaking(self) -> bool:
         return self._seg.speaking
 
+    @property
+    def pending_end(self) -> int | None:
+        return self._seg.pending_end
+
     def push(self, pcm: np.ndarray) -> list[VADEvent]:
         x = check_pcm(pcm, self.sample_rate, self.sample_rate, "EnergyVAD.push")
         buf = np.concatenate([self._pending, x]) if len(self._pending) else x

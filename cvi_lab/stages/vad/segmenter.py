@@ -34,6 +34,14 @@ class Segmenter:
         self._silence_start: int | None = None  # first sample of the current silence inside speech
         self._last_end = 0
 
+    @property
+    def pending_end(self) -> int | None:
+        """While speaking and silence has begun: the sample the coming speech_end will carry if the silence
+        lasts (None otherwise). The engine starts transcribing there instead of waiting out `min_silence`."""
+        if not self.speaking or self._silence_start is None:
+            return None
+        return self._silence_start + self.pad
+
     def step(self, start: int, end: int, speech: bool | None) -> VADEvent | None:
         if not self.speaking:
             if speech:

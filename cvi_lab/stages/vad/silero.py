@@ -95,6 +95,10 @@ class SileroVAD(VAD):
         return self._seg.speaking
 
     @property
+    def pending_end(self) -> int | None:
+        return self._seg.pending_end
+
+    @property
     def samples_seen(self) -> int:
         """Samples pushed since the last reset (scored or still pending)."""
         return self._done + len(self._pending)
