@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
+from cvi_lab.cpu import deprioritize_media
 from cvi_lab.api import conversations, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
 from cvi_lab.api.meet import meet_placeholder
@@ -126,6 +127,8 @@ def create_app(
         app.router.add_get("/meet/{conversation_id}", meet_placeholder, name="meet")
 
     async def on_startup(_: web.Application) -> None:
+        cpu = server["cpu"]
+        deprioritize_media(asyncio.get_running_loop(), int(cpu["media_niceness"]), int(cpu["media_threads"]))
         orphans = await manager.start()
         if orphans:
             log.warning("resolved %d conversation(s) left active by a previous run", len(orphans))

@@ -112,10 +112,13 @@ class Persona(BaseModel):
 DEFAULT_PERSONA: dict[str, Any] = {
     "persona_id": DEFAULT_PERSONA_ID,
     "persona_name": "Default Assistant",
+    # Worded for the embedded 135M model, which is very sensitive to its system prompt: with the earlier, longer
+    # prompt ("... talking with someone on a live video call. Keep answers short and conversational ...") 7 of
+    # 10 answers of a scripted call drifted into French after "What is the capital of France?"; with this one,
+    # 0 of 10 (benchmarks/results/answers.md).
     "system_prompt": (
-        "You are a friendly, helpful assistant talking with someone on a live video call. "
-        "Keep answers short and conversational: one to three sentences, plain spoken language, "
-        "no lists, markdown or emoji. If you are not sure what they meant, ask."
+        "You are a friendly, concise assistant in a live video call. "
+        "Answer in one or two short spoken sentences, without lists or markdown."
     ),
     "context": "",
     "default_replica_id": DEFAULT_REPLICA_ID,

@@ -220,13 +220,13 @@ class ConversationEngine:
         for warning in self.startup_warnings:
             self.error(warning, "stage", stage=warning.split(" ", 1)[0])
 
-    async def _prime_llm(self) -> None:
-        """Pre-fill the LLM's prompt cache with the prompt so far (system message + history), off the critical
-        path, so the next answer only prefills the new user turn (`LLM.prime`)."""
+    async def _prime_llm(self, messages: list[ChatMessage] | None = None) -> None:
+        """Pre-fill the LLM's prompt cache with the prompt so far (system message + history, or `messages`), off
+        the critical path, so the next answer only prefills the new user turn (`LLM.prime`)."""
         if self.echo_mode or self.stages.llm is None:
             return
         try:
-            await self.stages.llm.prime(self._messages())
+            await self.stages.llm.prime(messages or self._messages())
         except Exception as exc:  # noqa: BLE001 - a failing prime shows up again (and is reported) on use
             log.warning("LLM prefix priming failed: %s", exc)
 
@@ -716,6 +716,7 @@ class ConversationEngine:
         """Stream the LLM, cut clauses, hand them to the speaker; a tool call (JSON reply) becomes an event."""
         lat, s = speech.latency, self.settings
         chunker = ClauseChunker(s.chunker)
+        said: list[str] = []
         first_sent = False
         tool_buffer: str | None = None
         head = ""
@@ -736,6 +737,7 @@ class ConversationEngine:
                     for clause in chunker.push(piece):
                         if lat is not None:
                             lat.mark("first_clause", self.clock.monotonic())
+                        said.append(clause)
                         await queue.put(clause)
                         if not first_sent and s.pause_llm_until_first_audio:
                             # 2 cores: let the TTS have them until the first audio exists
@@ -747,7 +749,12 @@ class ConversationEngine:
             for clause in chunker.flush():
                 if lat is not None:
                     lat.mark("first_clause", self.clock.monotonic())
+                said.append(clause)
                 await queue.put(clause)
+            if said and tool_buffer is None and (speech.hold is None or speech.hold.is_set()):
+                # The answer is decoded while most of it is still to be spoken: prime the next prompt now, on
+                # a CPU that would idle, not while the participant speaks (when the ASR needs it).
+                self._spawn(self._prime_llm(messages + [ChatMessage("assistant", " ".join(said))]))
         except (asyncio.CancelledError, StageFailure):
             raise
         except Exception as exc:  # noqa: BLE001

@@ -55,6 +55,7 @@ class EngineSettings:
     speculative_answer: bool = True
     early_decision_ms: float | None = 50
     finished_text_patience_ms: float | None = 500
+    unfinished_text_patience_ms: float | None = 2000
     unfinished_last_words: list[str] = field(default_factory=list)
     stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_turn_detector: bool = True

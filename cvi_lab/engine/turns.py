@@ -77,14 +77,19 @@ async def clock_sleep(clock: Clock, delay: float) -> None:
         handle.cancel()
 
 
-def reads_finished(text: str, unfinished_last_words: Sequence[str]) -> bool:
-    """The transcript ends like a finished sentence: closing punctuation (not an ellipsis) after a last word
-    that does not call for more ("and", "to", "the", "um", ...)."""
+def reads_finished(text: str, unfinished_last_words: Sequence[str]) -> bool | None:
+    """True: the transcript ends like a finished sentence (closing punctuation after a last word that does not
+    call for more). False: it is left hanging (an ellipsis, a comma or dash, or a last word such as "and",
+    "to", "the", "um"). None: the words do not tell (no punctuation), the detector's verdict stands."""
     text = (text or "").strip()
-    if not text or text.endswith(("...", "…", ",", "-", "—")) or text[-1] not in ".?!":
+    if not text:
+        return None
+    if text.endswith(("...", "…", ",", "-", "—")):
         return False
     last = text.rstrip(".?!\"'”’").split()[-1:] or [""]
-    return last[0].lower().strip(",;:\"'“‘") not in set(unfinished_last_words)
+    if last[0].lower().strip(",;:\"'“‘") in set(unfinished_last_words):
+        return False
+    return True if text[-1] in ".?!" else None
 
 
 LOUD_POWER = 10 ** (-50 / 10)  # mean power of a -50 dBFS frame: quieter frames inside a VAD segment are pauses
@@ -286,9 +291,10 @@ class TurnTaking:
 
     async def _patience(self, turn: UserTurn, asr_task: asyncio.Future, tentative: bool) -> None:
         """Wait out the patience on a turn the detector judged unfinished. The transcript is handed over as soon
-        as it exists, so the engine prepares the answer (held until the commit, dropped if speech resumes); a
-        transcript that reads as a finished sentence (`reads_finished`) shortens the wait to
-        `finished_text_patience_ms`: the detector hears prosody, the words tell a question from "I'd like to"."""
+        as it exists, so the engine prepares the answer (held until the commit, dropped if speech resumes). The
+        words then set the wait (`reads_finished`): a finished sentence shortens it to `finished_text_patience_ms`,
+        one left hanging ("I'd like to ...") lengthens it to `unfinished_text_patience_ms`: the detector hears
+        prosody, the words tell a question from a pause for thought."""
         s = self.settings
         t0 = self.clock.monotonic()
         timer = asyncio.ensure_future(clock_sleep(self.clock, (s.max_patience_ms - s.vad_min_silence_ms) / 1000.0))
@@ -298,11 +304,14 @@ class TurnTaking:
             if transcript is not None and not timer.done():
                 if not tentative:
                     self.handler.turn_tentative(turn, transcript)
-                if s.finished_text_patience_ms is not None and reads_finished(transcript.text, s.unfinished_last_words):
-                    turn.latency.extra["patience_shortened"] = True
-                    left = (s.finished_text_patience_ms - s.vad_min_silence_ms) / 1000.0 - (self.clock.monotonic() - t0)
-                    await clock_sleep(self.clock, left)
-                    return
+                finished = reads_finished(transcript.text, s.unfinished_last_words)
+                if finished is not None:  # the words tell: shorten, or (a sentence left hanging) lengthen the wait
+                    wait_ms = s.finished_text_patience_ms if finished else s.unfinished_text_patience_ms
+                    if wait_ms is not None:
+                        turn.latency.extra["patience_by_text"] = "finished" if finished else "unfinished"
+                        left = (wait_ms - s.vad_min_silence_ms) / 1000.0 - (self.clock.monotonic() - t0)
+                        await clock_sleep(self.clock, left)
+                        return
             await timer
         finally:
             timer.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from cvi_lab.clock import FakeClock
 from cvi_lab.engine.engine import Clause
@@ -54,22 +55,45 @@ async def test_incomplete_turn_waits_for_the_clock_then_commits():
     clock, h = FakeClock(), Handler()
     s = load_engine_settings()
     s.max_patience_ms, s.vad_min_silence_ms = 1200, 200
-    tt = TurnTaking(energy_vad(200), ScriptedTurn([0.1]), ScriptedASR(["so what I mean is"]), s, clock, h)
+    # (no closing punctuation, no hanging last word: the words do not tell, the detector's "not done" stands)
+    tt = TurnTaking(energy_vad(200), ScriptedTurn([0.1]), ScriptedASR(["so what I mean"]), s, clock, h)
     feed(tt, np.concatenate([silence(0.3), tone(0.8), silence(0.4)]))
     await settle()
-    assert h.log == [("started", True), ("stopped",), ("tentative", "so what I mean is")]
+    assert h.log == [("started", True), ("stopped",), ("tentative", "so what I mean")]
     assert h.turns == []  # the detector said "not done": waiting on the clock
     clock.advance(0.5)
     await settle()
     assert h.turns == []
     clock.advance(0.6)  # 0.2 s VAD silence + 1.0 s = the 1.2 s patience
     await settle()
-    assert [t for t, _ in h.turns] == ["so what I mean is"]
+    assert [t for t, _ in h.turns] == ["so what I mean"]
     turn = h.turns[0][1]
     assert turn.latency.extra["turn_by_patience"] is True
     assert abs(turn.extra["longest"] - 0.8) < 0.1  # speech length as the barge-in check saw it
     # VAD speech end mapped onto the clock: before the VAD fired, by its min silence (minus padding)
     assert 0.1 < turn.latency.vad_end - turn.latency.speech_end < 0.25
+    await tt.close()
+
+
+@pytest.mark.parametrize("text, commit_after_s, label", [
+    ("What time is it?", 0.5, "finished"),  # a finished sentence: finished_text_patience_ms (0.5 s)
+    ("I'd like to", 2.0, "unfinished"),  # left hanging: unfinished_text_patience_ms (2.0 s), past the 1.2 s
+])
+async def test_the_words_set_the_patience_when_the_detector_says_not_done(text, commit_after_s, label):
+    clock, h = FakeClock(), Handler()
+    s = load_engine_settings()
+    s.max_patience_ms, s.vad_min_silence_ms = 1200, 200
+    s.finished_text_patience_ms, s.unfinished_text_patience_ms = 500, 2000
+    tt = TurnTaking(energy_vad(200), ScriptedTurn([0.1]), ScriptedASR([text]), s, clock, h)
+    feed(tt, np.concatenate([silence(0.3), tone(0.8), silence(0.4)]))  # the VAD ends the segment 0.2 s in
+    await settle()
+    clock.advance(commit_after_s - 0.2 - 0.05)
+    await settle()
+    assert h.turns == []
+    clock.advance(0.1)
+    await settle()
+    assert [t for t, _ in h.turns] == [text]
+    assert h.turns[0][1].latency.extra["patience_by_text"] == label
     await tt.close()
 
 
