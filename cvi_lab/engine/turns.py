@@ -276,6 +276,13 @@ class TurnTaking:
             if prob < s.turn_threshold:
                 await self._patience(turn, asr_task, tentative)
                 lat.extra["turn_by_patience"] = True
+            elif s.unfinished_text_patience_ms is not None:
+                heard = await asr_task
+                if heard is not None and reads_finished(heard.text, s.unfinished_last_words) is False:
+                    # the detector heard an end but the words hang ("I'd like to..."): wait as for an unfinished turn
+                    lat.extra["turn_overruled_by_text"] = True
+                    await self._patience(turn, asr_task, tentative)
+                    lat.extra["turn_by_patience"] = True
             lat.turn_decision = self.clock.monotonic()
             transcript = await asr_task
         except BaseException:
@@ -309,7 +316,8 @@ class TurnTaking:
                     wait_ms = s.finished_text_patience_ms if finished else s.unfinished_text_patience_ms
                     if wait_ms is not None:
                         turn.latency.extra["patience_by_text"] = "finished" if finished else "unfinished"
-                        left = (wait_ms - s.vad_min_silence_ms) / 1000.0 - (self.clock.monotonic() - t0)
+                        since = turn.latency.vad_end if turn.latency.vad_end is not None else t0
+                        left = (wait_ms - s.vad_min_silence_ms) / 1000.0 - (self.clock.monotonic() - since)
                         await clock_sleep(self.clock, left)
                         return
             await timer

@@ -40,7 +40,8 @@ async def same_as_cold(llm, messages, warm_out: str, n: int) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=sorted(BACKENDS))
 async def llm(request):
-    model = instantiate(OmegaConf.load(f"conf/llm/{request.param}.yaml"))
+    # (the prompt cache is what several tests check: on, whatever the file's default)
+    model = instantiate(OmegaConf.merge(OmegaConf.load(f"conf/llm/{request.param}.yaml"), {"prefix_cache": True}))
     await model.warmup(system_prompt=SYSTEM.content)
     return model
 

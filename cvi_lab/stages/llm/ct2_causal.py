@@ -5,7 +5,8 @@ Why: transformers decodes SmolLM2-135M at ~18 tok/s on one thread; CTranslate2's
 see benchmarks/results/llm.md). The model is converted once from the transformers directory
 (`convert.ct2_dir`, cached like the GGUF conversion) and streamed with `generate_tokens`.
 
-Prompt-prefix cache: CTranslate2 keeps the decoder state of a `static_prompt` across calls, keyed by its
+Prompt-prefix cache (`prefix_cache`, off by default: with SmolLM2, answers generated on a cached static prompt
+are much worse than on a full prefill; measured in benchmarks/results/answers.md): CTranslate2 keeps the decoder state of a `static_prompt` across calls, keyed by its
 tokens. `prime(messages)` (the engine calls it after each answer, while the participant speaks) computes
 the state of the prompt so far (system message + history) as a static prompt, so the next answer prefills
 only the new user turn; a generation uses the longest cached static prompt its prompt starts with. Each
