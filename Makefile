@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-peer clean
+.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-peer clean
 
 setup:
 	@bash scripts/ensure_venv.sh
@@ -31,7 +31,7 @@ serve: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-bench: bench-stages bench-avatar bench-latency bench-barge-in
+bench: bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-peer
 
 bench-stages: setup
 	$(PY) -m benchmarks.bench_stages
@@ -47,6 +47,9 @@ bench-barge-in: setup
 
 bench-playout: setup
 	$(PY) -m benchmarks.bench_playout
+
+bench-answers: setup
+	$(PY) -m benchmarks.bench_answers $(ARGS)
 
 # The same scripted participant against Pipecat (pinned, in its own cached venv) and cvi-lab, on the same models.
 bench-peer: setup

@@ -63,16 +63,25 @@ def converted_dir(gguf: str | Path) -> Path:
             model.is_quantized = False
         except Exception:  # pragma: no cover
             pass
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
+
+    return _write_atomically(out, write, done="config.json")
+
+
+def _write_atomically(out: Path, write, done: str) -> Path:
+    """Fill a temp dir beside `out` with `write(tmp)`, then rename it to `out` (a crash leaves nothing half
+    written; a concurrent converter that won the race is fine: its `done` file is there)."""
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        write(tmp)
         if out.exists():  # a concurrent converter won, or a broken leftover: replace it
             shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
-        if (out / "config.json").is_file():  # lost a race to another process: its result is fine
+        if (out / done).is_file():  # lost a race to another process: its result is fine
             return out
         raise
     return out
@@ -97,15 +106,7 @@ def ct2_dir(hf_dir: str | Path, quantization: str) -> Path:
     log.info("converting %s to CTranslate2 (%s) under %s (one time, ~30 s)", hf_dir, quantization, out)
     from ctranslate2.converters import TransformersConverter
 
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
+    def write(tmp: Path) -> None:
         TransformersConverter(str(hf_dir), low_cpu_mem_usage=True).convert(str(tmp), quantization=quantization, force=True)
-        if out.exists():  # a concurrent converter won, or a broken leftover: replace it
-            shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if (out / "model.bin").is_file():  # lost a race to another process: its result is fine
-            return out
-        raise
-    return out
+
+    return _write_atomically(out, write, done="model.bin")
