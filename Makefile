@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-peer clean
+.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer clean
 
 setup:
 	@bash scripts/ensure_venv.sh
@@ -31,7 +31,7 @@ serve: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-bench: bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-peer
+bench: bench-stages bench-asr-window bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-turn-taking bench-peer
 
 bench-stages: setup
 	$(PY) -m benchmarks.bench_stages
@@ -50,6 +50,12 @@ bench-playout: setup
 
 bench-answers: setup
 	$(PY) -m benchmarks.bench_answers $(ARGS)
+
+bench-asr-window: setup
+	$(PY) -m benchmarks.bench_asr_window
+
+bench-turn-taking: setup
+	$(PY) -m benchmarks.bench_turn_taking $(ARGS)
 
 # The same scripted participant against Pipecat (pinned, in its own cached venv) and cvi-lab, on the same models.
 bench-peer: setup
