@@ -20,7 +20,7 @@ demo: setup
 	$(PY) -m cvi_lab demo
 
 test: setup system-deps
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
