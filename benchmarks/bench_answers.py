@@ -22,6 +22,7 @@ import asyncio
 import json
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 from benchmarks.live_call import RESULTS, machine
@@ -50,8 +51,13 @@ STOP = {"what", "is", "the", "of", "a", "an", "how", "many", "does", "do", "have
         "to", "where", "who", "name", "world"}
 
 
+def plain(text: str) -> str:
+    """Lowercase without accents ("Dalí" -> "dali")."""
+    return unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+
+
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
+    return re.findall(r"[a-z0-9']+", plain(text))
 
 
 def judge(answers: list[str]) -> dict:
@@ -59,7 +65,7 @@ def judge(answers: list[str]) -> dict:
     openers3 = [tuple(words(a)[:3]) for a in answers]
     per = []
     for (q, expected), a in zip(SCRIPT, answers):
-        low = a.lower()
+        low = plain(a)
         per.append({"question": q, "answer": a, "correct": any(e in low for e in expected),
                     "on_topic": bool((set(words(q)) - STOP) & set(words(a))),
                     "english": len(FOREIGN.findall(a)) < 2, "words": len(words(a))})
@@ -116,13 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_answers", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--only", nargs="*", help="config names to run (default: all)")
+    p.add_argument("--rejudge", action="store_true", help="score the answers stored in answers.json again (no calls)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    stored = json.loads((Path(args.out) / "answers.json").read_text())["results"] if args.rejudge else {}
     results = {}
     for name, overrides in CONFIGS.items():
-        if args.only and name not in args.only:
+        if args.only and name not in args.only or args.rejudge and name not in stored:
             continue
-        results[name] = judge(asyncio.run(run_config(overrides)))
+        answers = [a["answer"] for a in stored[name]["per_answer"]] if args.rejudge else asyncio.run(run_config(overrides))
+        results[name] = judge(answers)
         print(name, {k: v for k, v in results[name].items() if k != "per_answer"}, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
