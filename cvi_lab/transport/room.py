@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from cvi_lab.transport.contract import CallEndpoint
 from cvi_lab.transport.media import (
     RTP_AUDIO_RATE,
@@ -248,6 +250,14 @@ class Peer:
             await asyncio.sleep(0.02)
 
 
+def is_idle(frame) -> bool:
+    """A frame whose audio is only the replica's idle silence (not speaking, and digital zero)."""
+    if frame.speaking:
+        return False
+    audio = frame.audio
+    return audio is None or len(audio) == 0 or not np.any(audio)
+
+
 class Room:
     """A conversation's peers, fed by one consumer of the endpoint's frames and one event subscription."""
 
@@ -261,6 +271,8 @@ class Room:
         self._unsubscribe = None
         self.frames_in = 0
         self.closed = False
+        self._speaking = False
+        self.speech_onsets: collections.deque[float] = collections.deque(maxlen=256)  # first speaking frames in
 
     def start(self) -> None:
         if self._pump is not None:
@@ -305,6 +317,11 @@ class Room:
         audio = frame.audio
         pcm48 = self._resampler.push(audio, frame.audio_rate) if audio is not None and len(audio) else None
         cut = bool(getattr(frame, "interrupted", False))
+        if is_idle(frame):  # silence is not queued: the audio track makes it (see outbound.py)
+            pcm48 = None
+        elif frame.speaking and not self._speaking:
+            self.speech_onsets.append(time.monotonic())
+        self._speaking = bool(frame.speaking)
         for peer in list(self.peers.values()):
             if cut:  # barge-in: what the peer still buffers of the cut speech must not play
                 peer.audio_out.cut()
@@ -313,6 +330,8 @@ class Room:
             index = peer.audio_out.enqueued + (1 if pcm48 is not None and len(pcm48) else 0)
             if pcm48 is not None:
                 peer.audio_out.push(pcm48)
+            else:
+                peer.audio_out.idle()
             if frame.image is not None and peer.sends_video:
                 peer.video_out.push(frame.image, index if peer.audio_out.started else None)
 

@@ -21,7 +21,7 @@ from cvi_lab.transport.rtc import decode_message, error_event
 
 
 async def test_audio_track_is_paced_and_continuous_with_silence_when_late():
-    track = OutboundAudioTrack(underrun_wait_s=0.005)
+    track = OutboundAudioTrack(underrun_wait_s=0.005, encode=False)
     first = await track.recv()  # starts the clock; nothing queued -> silence
     assert first.samples == AUDIO_FRAME_SAMPLES and first.sample_rate == 48_000 and first.pts == 0
     assert not first.to_ndarray().any()
@@ -50,7 +50,7 @@ async def test_audio_track_ignores_audio_before_start_and_caps_its_queue():
 
 
 async def test_cut_drops_the_queued_speech_and_releases_video_waiting_on_it():
-    audio = OutboundAudioTrack(underrun_wait_s=0.0, max_buffer_s=1.0)
+    audio = OutboundAudioTrack(underrun_wait_s=0.0, max_buffer_s=1.0, encode=False)
     video = OutboundVideoTrack(audio, av_sync_max_wait_s=5.0)
     await audio.recv()
     audio.push(np.full(AUDIO_FRAME_SAMPLES * 5, 1000, np.int16))  # 100 ms of speech queued
