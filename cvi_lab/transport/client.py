@@ -42,6 +42,7 @@ from cvi_lab.transport.rtc import (
     decode_message,
     new_peer_connection,
     set_audio_prefetch,
+    set_inline_audio_decode,
     set_video_marker_completion,
 )
 
@@ -247,6 +248,7 @@ class ParticipantClient:
         if self.receive_video:
             pc.addTransceiver("video", direction="recvonly")
         set_audio_prefetch(pc, self.audio_prefetch)
+        set_inline_audio_decode(pc)
         set_video_marker_completion(pc)
         channel = self.channel = pc.createDataChannel(DATA_CHANNEL_LABEL)
         channel.on("message", self._on_message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -143,6 +144,71 @@ def set_audio_prefetch(pc: Any, prefetch: int | None) -> None:
             setattr(receiver, attr, _immediate_jitter_buffer(current.capacity))
         else:
             setattr(receiver, attr, JitterBuffer(capacity=current.capacity, prefetch=int(prefetch)))
+
+
+class InlineAudioDecoder:
+    """Stands in for an audio receiver's decoder queue: each packet is decoded on the event loop as it
+    arrives and handed to the track's queue at once.
+
+    Why: aiortc decodes on a thread and hands frames back through `run_coroutine_threadsafe`; an Opus packet
+    takes ~50 us to decode, but each of those hops waits for the GIL and the loop, which under load (the
+    models' threads, the video encoder) was measured to hold decoded audio back 40-230 ms. The decoder
+    thread aiortc still starts blocks in `get()` until the receiver stops."""
+
+    def __init__(self, receiver: Any) -> None:
+        self._receiver = receiver
+        self._decoder = None
+        self._codec_name: str | None = None
+        self._stopped = threading.Event()
+        self.decoded = 0
+        self.errors = 0
+
+    def put(self, task: Any) -> None:
+        if task is None:  # the receiver stops: the thread returns and ends the track
+            self._stopped.set()
+            return
+        codec, encoded_frame = task
+        try:
+            if codec.name != self._codec_name:
+                from aiortc.codecs import get_decoder
+
+                self._decoder, self._codec_name = get_decoder(codec), codec.name
+            frames = self._decoder.decode(encoded_frame)
+        except Exception as exc:  # a corrupt packet: drop it, keep the decoder (as aiortc does)
+            self.errors += 1
+            log.debug("audio packet could not be decoded: %s", exc)
+            return
+        track = self._receiver._track
+        for frame in frames:
+            self.decoded += 1
+            track._queue.put_nowait(frame)
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        self._stopped.wait()
+        return None
+
+
+def set_inline_audio_decode(pc: Any) -> None:
+    """Decode every audio receiver's packets on the loop (InlineAudioDecoder). Call before the receivers
+    start (before setLocalDescription on the answering side, setRemoteDescription on the offering side)."""
+    attr = "_RTCRtpReceiver__decoder_queue"
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "audio":
+            continue
+        receiver = transceiver.receiver
+        if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None or not hasattr(receiver, attr):
+            log.warning("cannot decode audio inline (aiortc internals changed, or the receiver already started)")
+            continue
+        setattr(receiver, attr, InlineAudioDecoder(receiver))
+
+
+def negotiated_codec(pc: Any, kind: str) -> str | None:
+    """The mime type the first `kind` transceiver sends with (after the descriptions are set), or None."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == kind:
+            codecs = getattr(transceiver, "_codecs", None)
+            return codecs[0].mimeType if codecs else None
+    return None
 
 
 def prefer_codec(pc: Any, kind: str, mime: str | None) -> None:

@@ -28,7 +28,14 @@ from aiohttp import web
 
 from cvi_lab.transport.contract import CallEndpoint, ResolveEndpoint
 from cvi_lab.transport.room import Peer, PeerSettings, Room
-from cvi_lab.transport.rtc import DEFAULT_AUDIO_PREFETCH, new_peer_connection, prefer_codec, set_audio_prefetch
+from cvi_lab.transport.rtc import (
+    DEFAULT_AUDIO_PREFETCH,
+    negotiated_codec,
+    new_peer_connection,
+    prefer_codec,
+    set_audio_prefetch,
+    set_inline_audio_decode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +228,11 @@ class MeetingTransport:
                 peer.sends_video = True
                 prefer_codec(pc, "video", self.video_codec)
             set_audio_prefetch(pc, self.audio_prefetch)
+            set_inline_audio_decode(pc)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            if "audio" in kinds and (negotiated_codec(pc, "audio") or "").lower() != "audio/opus":
+                peer.audio_out.encode_with_aiortc()  # the track's own encoder makes Opus only
         except Exception as exc:
             log.exception("answering an offer for %s failed", cid)
             await pc.close()
