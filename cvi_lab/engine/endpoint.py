@@ -14,7 +14,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import numpy as np
 
 from cvi_lab.engine.engine import ConversationEngine
-from cvi_lab.stages.base import VideoFrame
+from cvi_lab.media import VideoFrame
 from cvi_lab.transport.contract import INBOUND_SAMPLE_RATE
 
 log = logging.getLogger(__name__)

@@ -45,10 +45,9 @@ from cvi_lab.stages.base import (
     ChatMessage,
     LLMStats,
     Transcript,
-    TTSChunk,
     TurnDetector,
-    VideoFrame,
 )
+from cvi_lab.media import TTSChunk, VideoFrame
 
 log = logging.getLogger(__name__)
 

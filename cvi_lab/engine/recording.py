@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from cvi_lab.audio import to_float32
-from cvi_lab.stages.base import VideoFrame
+from cvi_lab.media import VideoFrame
 
 log = logging.getLogger(__name__)
 

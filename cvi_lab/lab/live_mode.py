@@ -224,7 +224,7 @@ def _stop_after(client, start: float) -> float | None:
 def _video(client, images, result: RunResult, out_dir: Path, script: Script) -> None:
     """Frames as received + the audio that arrived with each: the call as the participant saw it."""
     from cvi_lab.lab.video import write_call_video
-    from cvi_lab.stages.base import VideoFrame
+    from cvi_lab.media import VideoFrame
 
     rate = 48_000
     audio = client.rec.audio(rate)

@@ -152,7 +152,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
         result.frames.append((images, frame_audio, fps))
         if cfg.metrics.sample_video:
             from cvi_lab.lab.video import write_call_video
-            from cvi_lab.stages.base import VideoFrame
+            from cvi_lab.media import VideoFrame
 
             frames = [VideoFrame(img, i / fps, a, rate) for i, (img, a) in enumerate(zip(images, frame_audio))]
             path = write_call_video(frames, out_dir / f"call_{script.id}.mp4", fps=int(fps))

@@ -11,7 +11,7 @@ from typing import AsyncIterator, Callable, Protocol
 
 import numpy as np
 
-from cvi_lab.stages.base import VideoFrame
+from cvi_lab.media import VideoFrame
 
 # Participant audio is delivered as 16 kHz mono int16, in 20 ms frames (320 samples).
 INBOUND_SAMPLE_RATE = 16_000

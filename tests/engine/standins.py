@@ -16,7 +16,18 @@ from typing import AsyncIterator, Sequence
 import numpy as np
 
 from cvi_lab.stages.avatar.streaming import FrameCue, StreamingAvatar
-from cvi_lab.stages.base import ASR, LLM, TTS, ChatMessage, LLMStats, StageError, StageInputError, Transcript, TTSChunk, TurnDetector
+from cvi_lab.stages.base import (
+    ASR,
+    LLM,
+    TTS,
+    ChatMessage,
+    LLMStats,
+    StageError,
+    StageInputError,
+    Transcript,
+    TurnDetector,
+)
+from cvi_lab.media import TTSChunk
 from cvi_lab.stages.vad.energy import EnergyVAD
 
 RATE = 16_000
@@ -99,7 +110,7 @@ class ScriptedTTS(TTS):
         await asyncio.sleep(0.005)
         if self.fail:
             raise StageError("scripted TTS failure")
-        from cvi_lab.stages.base import Timing
+        from cvi_lab.media import Timing
 
         words = text.split()
         timings = [Timing(w, i * self.per_word, (i + 1) * self.per_word) for i, w in enumerate(words)]

@@ -17,7 +17,7 @@ from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
 from cvi_lab.engine.recording import CallRecorder
 from cvi_lab.engine.runtime import EngineRuntime
 from cvi_lab.engine.stage_pool import StagePool
-from cvi_lab.stages.base import VideoFrame
+from cvi_lab.media import VideoFrame
 from tests.engine.test_runtime import STANDIN_STAGES, wait_for
 from tests.helpers.config import make_cfg
 from tests.helpers.webhook_receiver import WebhookReceiver

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from cvi_lab.stages.base import VideoFrame
+from cvi_lab.media import VideoFrame
 from cvi_lab.transport.contract import INBOUND_SAMPLE_RATE
 
 

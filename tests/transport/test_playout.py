@@ -9,7 +9,7 @@ import asyncio
 import av
 import numpy as np
 
-from cvi_lab.stages.base import VideoFrame
+from cvi_lab.media import VideoFrame
 from cvi_lab.transport.media import AUDIO_FRAME_SAMPLES, OutboundAudioTrack
 from cvi_lab.transport.room import PeerSettings, Room, is_idle
 from cvi_lab.transport.rtc import InlineAudioDecoder

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvi_lab.stages.base import TTSChunk
+from cvi_lab.media import TTSChunk
 
 # viseme class -> (openness factor, roundness)
 VISEMES: dict[str, tuple[float, float]] = {

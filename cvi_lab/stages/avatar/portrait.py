@@ -21,7 +21,8 @@ import numpy as np
 
 from cvi_lab.stages.avatar.drive import MouthDriver, viseme_segments
 from cvi_lab.stages.avatar.streaming import FrameCue, Segment, StreamingAvatar
-from cvi_lab.stages.base import StageInputError, TTSChunk
+from cvi_lab.stages.base import StageInputError
+from cvi_lab.media import TTSChunk
 
 GREEN = (0, 255, 155)
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cvi_lab.stages.base import TTSChunk, VideoFrame
+from cvi_lab.media import TTSChunk, VideoFrame
 
 
 def synthesize(text: str) -> list[TTSChunk]:

@@ -26,7 +26,8 @@ from typing import AsyncIterator, Callable, Sequence
 import numpy as np
 
 from cvi_lab.audio import resample
-from cvi_lab.stages.base import AvatarRenderer, StageInputError, TTSChunk, VideoFrame
+from cvi_lab.stages.base import AvatarRenderer, StageInputError
+from cvi_lab.media import TTSChunk, VideoFrame
 
 # (start_sample, end_sample, label) relative to the chunk start, at the renderer's audio_rate
 Segment = tuple[int, int, str]

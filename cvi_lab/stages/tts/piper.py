@@ -23,7 +23,8 @@ from typing import AsyncIterator
 import numpy as np
 
 from cvi_lab import assets
-from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, Timing, TTSChunk, run_blocking
+from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, run_blocking
+from cvi_lab.media import Timing, TTSChunk
 from cvi_lab.stages.tts.text import CHUNKINGS, check_text, split_text
 
 

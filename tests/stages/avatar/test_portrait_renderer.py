@@ -9,7 +9,8 @@ import pytest
 
 from cvi_lab.metrics.lipsync import greenscreen_check, idle_motion, lipsync_report
 from cvi_lab.stages.avatar.portrait import PortraitRenderer
-from cvi_lab.stages.base import AvatarRenderer, Timing, TTSChunk
+from cvi_lab.stages.base import AvatarRenderer
+from cvi_lab.media import Timing, TTSChunk
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
