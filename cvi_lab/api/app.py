@@ -1,7 +1,8 @@
 """The aiohttp application: store + manager + routes; `run_server` is what `cvi-lab serve` runs.
 
 Seams for later layers: `installers` (callables `installer(app)`, or dotted paths in `server.installers`)
-add routes such as the transport's meeting page and signaling, and `runtime_factories` (or
+add routes such as the transport's meeting page and signaling (without the transport there is no
+`/meet/{id}` route: a page that cannot join the call would only pretend), and `runtime_factories` (or
 `server.runtimes`) attach the engine to every new conversation (see cvi_lab/calls/call.py).
 `app["manager"]`, `app["store"]`, `app["replicas"]`, `app["webhooks"]` are there for them.
 """
@@ -22,7 +23,6 @@ from aiohttp import web
 from cvi_lab.cpu import deprioritize_media
 from cvi_lab.api import conversations, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
-from cvi_lab.api.meet import meet_placeholder
 from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
 from cvi_lab.calls.call import RuntimeFactory
@@ -123,8 +123,6 @@ def create_app(
     app.router.add_get("/health", health)
     for installer in [*(load_object(p) for p in server.get("installers") or []), *installers]:
         installer(app)
-    if not any(r.canonical == "/meet/{conversation_id}" for r in app.router.resources()):
-        app.router.add_get("/meet/{conversation_id}", meet_placeholder, name="meet")
 
     async def on_startup(_: web.Application) -> None:
         cpu = server["cpu"]
@@ -146,6 +144,8 @@ def create_app(
 
 async def serve(cfg: Any, *, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or `stop` is set). Returns an exit code (2 = refused to start)."""
+    from cvi_lab.harness.server import InProcessServer  # the harness builds on this module
+
     server = server_settings(cfg)["server"]
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
@@ -154,25 +154,18 @@ async def serve(cfg: Any, *, ready: Callable[[str], None] | None = None, stop: a
     if not ok:
         print(f"[cvi-lab] {sentence}", file=sys.stderr, flush=True)
         return 2
-    app = create_app(cfg)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, str(server["host"]), int(server["port"]))
+    running = InProcessServer(cfg)
     try:
-        await site.start()
+        await running.start()
     except OSError as exc:
-        await runner.cleanup()
         print(f"[cvi-lab] cannot listen on {server['host']}:{server['port']}: {exc}", file=sys.stderr, flush=True)
         return 2
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = base_url(server, port)
-    app["manager"].base_url = url
     print(f"[cvi-lab] {sentence}", flush=True)
-    print(f"[cvi-lab] store: {app['store'].path}", flush=True)
-    print(f"[cvi-lab] serving the API at http://{server['host']}:{port}/v2 (meeting pages under {url}/meet/)",
-          flush=True)
+    print(f"[cvi-lab] store: {running.app['store'].path}", flush=True)
+    print(f"[cvi-lab] serving the API at http://{server['host']}:{running.port}/v2 (meeting pages under "
+          f"{running.base}/meet/)", flush=True)
     if ready:
-        ready(f"http://{'127.0.0.1' if server['host'] in ('0.0.0.0', '') else server['host']}:{port}")
+        ready(running.local_url)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,7 +177,7 @@ async def serve(cfg: Any, *, ready: Callable[[str], None] | None = None, stop: a
         await stop.wait()
     finally:
         print("[cvi-lab] shutting down: ending live conversations", flush=True)
-        await runner.cleanup()
+        await running.stop()
     return 0
 
 

@@ -8,7 +8,6 @@ voiced 10 ms of the replica received); the engine's own records are kept as per-
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -28,54 +27,29 @@ def _server_cfg(cfg: Any, out_dir: Path) -> Any:
     """The lab config with a private server: free loopback port, store and artifacts under the run folder."""
     from omegaconf import OmegaConf
 
+    from cvi_lab.harness.server import loopback_config
+
     if "server" not in cfg:
         raise ModeUnavailable("live mode needs the `server` config group (conf/server/default.yaml)")
-    scfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    home = (out_dir / "server").resolve()
-    scfg.server.host, scfg.server.port, scfg.server.api_keys, scfg.server.public_url = "127.0.0.1", 0, [], None
-    scfg.server.home = str(home)
-    scfg.server.store.path = str(home / "cvi-lab.db")
-    scfg.server.artifacts_dir = str(home / "artifacts")
-    # the engine and the WebRTC transport as server plug-ins, unless the server config already lists them
-    plugins = {"runtimes": "cvi_lab.engine.runtime.engine_runtime", "installers": "cvi_lab.api.plugins.install_transport"}
-    for key, path in plugins.items():
-        if not scfg.server.get(key):
-            module = path.rsplit(".", 1)[0]
-            if importlib.util.find_spec(module) is None:
-                raise ModeUnavailable(f"live mode needs {path} (server.{key}), which is not installed; use mode=offline")
-            scfg.server[key] = [path]
-    return scfg
+    # resolved here, inside the Hydra app, so the copy does not depend on Hydra's runtime afterwards
+    return loopback_config(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), out_dir / "server")
 
 
 async def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
-    from cvi_lab.api.app import serve
+    import aiohttp
+    from tqdm import tqdm
+
+    from cvi_lab.harness.server import InProcessServer
     from cvi_lab.lab.app import hydra_context
 
-    scfg = _server_cfg(cfg, out_dir)
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future = loop.create_future()
-    stop = asyncio.Event()
-    server = asyncio.ensure_future(serve(scfg, ready=lambda url: ready.done() or ready.set_result(url), stop=stop))
-    done, _ = await asyncio.wait({server, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if ready not in done:
-        stop.set()
-        code = server.result() if server.done() else "timeout"
-        raise RuntimeError(f"the in-process server did not start (exit {code}); see the log above")
-    base = ready.result()
     result = RunResult()
-    try:
-        import aiohttp
-        from tqdm import tqdm
-
-        async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=30)) as http:
+    async with InProcessServer(_server_cfg(cfg, out_dir)) as srv:
+        async with aiohttp.ClientSession(base_url=srv.local_url, timeout=aiohttp.ClientTimeout(total=30)) as http:
             persona_id = await _persona(http, hydra_context().get("choices", {}))
             bar = tqdm(total=len(data.utterances), desc="live turns", unit="turn")
             for i, script in enumerate(data.scripts):
                 await _call(cfg, data, script, http, persona_id, result, out_dir, record_video=(i == 0), bar=bar)
             bar.close()
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 60)
     return result
 
 
@@ -101,7 +75,8 @@ async def _persona(http, choices: dict[str, str]) -> str:
 
 async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, result: RunResult,
                 out_dir: Path, record_video: bool, bar) -> None:
-    from cvi_lab.transport.client import RATE, ParticipantClient
+    from cvi_lab.harness.call import join, spoken_turn, wait_greeting
+    from cvi_lab.transport.heard import RATE
 
     body: dict[str, Any] = {"persona_id": persona_id, "conversation_name": f"lab {script.id}",
                             "properties": {"language": script.language or cfg.participant.language,
@@ -117,23 +92,18 @@ async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, 
         if len(images) < max_frames:
             images.append((arrival, frame.to_ndarray(format="rgb24")))
 
-    client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"),
-                               on_video_frame=keep if record_video else None)
-    await client.join()
+    client = await join(conv, timeout=30, on_video_frame=keep if record_video else None)
     max_reply = float(cfg.participant.max_reply_s)
     try:
         # the greeting (not interruptible, not a measured turn)
-        if await client.wait_event("conversation.replica.started_speaking", timeout=max_reply):
-            await client.wait_event("conversation.replica.stopped_speaking", timeout=max_reply)
+        await wait_greeting(client, timeout=max_reply)
         sent: list[tuple[float, float, float | None]] = []  # (send start, speech end, first reply audio)
         utts = script.utterances
         for i, utt in enumerate(utts):
-            t0 = time.monotonic()
             lead = participant_audio(cfg, data, utt)[: -int(float(cfg.participant.trail_silence_s) * SAMPLE_RATE) or None]
-            await client.send_wav(lead, SAMPLE_RATE)
-            end = client.speech_ended_at
-            first = await client.wait_first_voiced_after(end, timeout=max_reply) if end is not None else None
-            sent.append((t0, end, first))
+            turn = await spoken_turn(client, lead, SAMPLE_RATE, timeout=max_reply, wait_done=False)
+            first = turn["first_voiced"]
+            sent.append((turn["sent_at"], turn["speech_end"], first))
             bar.update(1)
             nxt = utts[i + 1] if i + 1 < len(utts) else None
             if first is not None and nxt is not None and nxt.barge_in_after_s is not None:
@@ -153,22 +123,9 @@ async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, 
 async def _wait_quiet(client, since: float, timeout: float) -> None:
     """Until the replica's audio has been quiet for SILENCE_END_S after `since` (or `timeout`)."""
     def quiet() -> bool:
-        last = _last_voiced(client, since)
+        last = client.last_voiced_between(since)
         return time.monotonic() - (last or since) >= SILENCE_END_S and (last is not None or time.monotonic() - since > 3)
     await client.wait_for(quiet, timeout)
-
-
-def _last_voiced(client, since: float, until: float | None = None) -> float | None:
-    from cvi_lab.transport.client import WINDOW, RATE, _voiced_windows
-
-    rec, last = client.rec, None
-    for arrival, chunk in zip(rec.audio_arrivals, rec.audio_chunks):
-        if arrival < since or (until is not None and arrival > until):
-            continue
-        w = _voiced_windows(chunk, client.voiced_threshold)
-        if len(w):
-            last = arrival + (w[-1] + 1) * WINDOW / RATE
-    return last
 
 
 def _collect(script: Script, client, sent, result: RunResult, rate: int) -> None:
@@ -193,32 +150,16 @@ def _collect(script: Script, client, sent, result: RunResult, rate: int) -> None
                              for _, e in events)
         if utt.barge_in_after_s is not None and t0 is not None:
             start = client.speech_started_after(t0)
-            stop = _stop_after(client, start) if start is not None else None
+            stop = client.voice_stopped_after(start, SILENCE_END_S) if start is not None else None
             tr.barge_in = True
             tr.barge_in_stop_s = (stop - start) if stop is not None else None
         if first is not None and not tr.interrupted:
             a = int((first - t_audio0) * rate)
-            stop_t = _last_voiced(client, first, nxt if nxt != float("inf") else None) or first
+            stop_t = client.last_voiced_between(first, nxt if nxt != float("inf") else None) or first
             b = int((stop_t - t_audio0) * rate)
             if b > a:
                 result.replica_audio[(script.id, utt.turn)] = (audio[max(0, a - rate // 20): b], rate)
         result.turns.append(tr)
-
-
-def _stop_after(client, start: float) -> float | None:
-    """When the replica's received audio went quiet (for SILENCE_END_S) after the participant began talking."""
-    from cvi_lab.transport.client import WINDOW, RATE, _voiced_windows
-
-    rec, last_voiced = client.rec, start
-    for arrival, chunk in zip(rec.audio_arrivals, rec.audio_chunks):
-        if arrival < start:
-            continue
-        voiced = _voiced_windows(chunk, client.voiced_threshold)
-        if len(voiced):
-            last_voiced = arrival + (voiced[-1] + 1) * WINDOW / RATE
-        elif arrival - last_voiced >= SILENCE_END_S:
-            return last_voiced
-    return None
 
 
 def _video(client, images, result: RunResult, out_dir: Path, script: Script) -> None:
@@ -226,7 +167,8 @@ def _video(client, images, result: RunResult, out_dir: Path, script: Script) -> 
     from cvi_lab.lab.video import write_call_video
     from cvi_lab.media import VideoFrame
 
-    rate = 48_000
+    from cvi_lab.transport.heard import RATE as rate
+
     audio = client.rec.audio(rate)
     t_audio0 = client.rec.audio_arrivals[0] if client.rec.audio_arrivals else images[0][0]
     fps = 25

@@ -2,8 +2,8 @@
 
 Why in the package: tests, experiments and notebooks all need the same participant, and response latency
 (SPEC §4) is measured at the participant's side of the connection, so the recorder lives here. Times are
-`time.monotonic()` seconds. The microphone is real-time: 20 ms frames at 48 kHz, silence when nothing is
-queued, like a real mic.
+`time.monotonic()` seconds. The microphone (transport/microphone.py) is real-time: 20 ms frames at 48 kHz,
+silence when nothing is queued, like a real mic; what was received and its analysis are transport/heard.py.
 
     client = ParticipantClient(conversation_url)
     await client.join()
@@ -12,29 +12,28 @@ queued, like a real mic.
     print("response latency", t - client.speech_ended_at)
     await client.leave()
 
-CLI: `python -m cvi_lab.transport.client URL --wav f.wav --record out_dir`.
+CLI: `python -m cvi_lab.transport.client URL --wav f.wav --record out_dir` (transport/participant_cli.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
-import fractions
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-from cvi_lab.audio import to_float32, to_int16, write_wav
+from cvi_lab.audio import write_wav
+from cvi_lab.transport.heard import RATE, WINDOW, Recording, VideoRecord, db_to_amp
 from cvi_lab.transport.media import resample_int16
+from cvi_lab.transport.microphone import MicrophoneTrack, read_audio
 from cvi_lab.transport.rtc import (
     DATA_CHANNEL_LABEL,
     DEFAULT_AUDIO_PREFETCH,
@@ -47,11 +46,6 @@ from cvi_lab.transport.rtc import (
 )
 
 log = logging.getLogger(__name__)
-
-RATE = 48_000
-FRAME = 960  # 20 ms
-WINDOW = 480  # 10 ms energy windows for voiced detection
-_TIME_BASE = fractions.Fraction(1, RATE)
 
 
 class JoinError(RuntimeError):
@@ -72,130 +66,8 @@ def _voiced_windows(pcm: np.ndarray, threshold: float) -> np.ndarray:
     return np.nonzero(rms > threshold)[0]
 
 
-def _db_to_amp(dbfs: float) -> float:
+def db_to_amp(dbfs: float) -> float:
     return float(10 ** (dbfs / 20.0))
-
-
-def _read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """A soundfile-readable file as mono float32 at its own rate."""
-    import soundfile as sf
-
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read audio file {path}: {exc}; accepted: WAV, FLAC, OGG") from exc
-    return data.mean(axis=1), int(rate)
-
-
-class MicrophoneTrack(MediaStreamTrack):
-    """A paced 48 kHz mono mic: plays queued PCM, silence otherwise; remembers when voice went out."""
-
-    kind = "audio"
-
-    def __init__(self, voiced_dbfs: float = -40.0) -> None:
-        super().__init__()
-        self._threshold = _db_to_amp(voiced_dbfs)
-        self._buf = np.zeros(0, np.int16)
-        self._pending: list[tuple[int, asyncio.Future]] = []  # (queued sample index, done future)
-        self._queued = 0  # samples ever queued
-        self._played = 0  # queued samples sent
-        self._start: float | None = None
-        self._emitted = 0
-        self.voiced_sent: list[float] = []  # send time of each voiced 10 ms window
-        self.frames_sent = 0
-
-    def play(self, pcm48: np.ndarray) -> asyncio.Future:
-        """Queue int16/float mono PCM at 48 kHz; the future resolves when its last sample has been sent."""
-        pcm = to_int16(np.asarray(pcm48).reshape(-1))
-        self._buf = np.concatenate([self._buf, pcm])
-        self._queued += len(pcm)
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((self._queued, fut))
-        if len(pcm) == 0:
-            self._resolve()
-        return fut
-
-    def clear(self) -> None:
-        """Stop talking now (drop what is queued)."""
-        self._played += len(self._buf)
-        self._buf = np.zeros(0, np.int16)
-        self._resolve()
-
-    def _resolve(self) -> None:
-        while self._pending and self._pending[0][0] <= self._played:
-            _, fut = self._pending.pop(0)
-            if not fut.done():
-                fut.set_result(time.monotonic())
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            now = time.monotonic()
-            if self._start is None:
-                self._start = now
-            else:
-                self._emitted += FRAME
-                due = self._start + self._emitted / RATE
-                if due > now:
-                    await asyncio.sleep(due - now)
-                elif now - due > 0.5:  # the loop stalled: skip ahead rather than burst
-                    self._start = now - self._emitted / RATE
-            sent_at = time.monotonic()
-            take = min(FRAME, len(self._buf))
-            pcm = self._buf[:take]
-            self._buf = self._buf[take:]
-            self._played += take
-            if take < FRAME:
-                pcm = np.concatenate([pcm, np.zeros(FRAME - take, np.int16)])
-            if take:
-                for w in _voiced_windows(pcm, self._threshold):
-                    self.voiced_sent.append(sent_at + (w + 1) * WINDOW / RATE)
-            self._resolve()
-            self.frames_sent += 1
-        except (MediaStreamError, asyncio.CancelledError):
-            raise
-        except Exception:
-            log.exception("microphone frame failed; sending silence")
-            pcm = np.zeros(FRAME, np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._emitted
-        frame.time_base = _TIME_BASE
-        return frame
-
-    def stop(self) -> None:
-        super().stop()
-        for _, fut in self._pending:
-            if not fut.done():
-                fut.cancel()
-        self._pending.clear()
-
-
-@dataclass
-class VideoRecord:
-    arrival: float
-    pts: int | None
-    width: int
-    height: int
-
-
-@dataclass
-class Recording:
-    """What the participant received, with arrival times (monotonic seconds)."""
-
-    audio_chunks: list[np.ndarray] = field(default_factory=list)  # int16 mono 48 kHz
-    audio_arrivals: list[float] = field(default_factory=list)  # one per chunk
-    audio_offsets: list[int] = field(default_factory=list)  # first sample index of each chunk
-    audio_samples: int = 0
-    video: list[VideoRecord] = field(default_factory=list)
-    images: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival, RGB) every Nth frame
-    events: list[tuple[float, Any]] = field(default_factory=list)
-
-    def audio(self, rate: int = RATE) -> np.ndarray:
-        """All received audio, float32 mono at `rate`."""
-        pcm = np.concatenate(self.audio_chunks) if self.audio_chunks else np.zeros(0, np.int16)
-        return to_float32(resample_int16(pcm, RATE, rate))
 
 
 class ParticipantClient:
@@ -225,7 +97,7 @@ class ParticipantClient:
         self.receive_video = receive_video
         self.keep_every_nth_image = keep_every_nth_image
         self.on_video_frame = on_video_frame
-        self.voiced_threshold = _db_to_amp(voiced_dbfs)
+        self.voiced_threshold = db_to_amp(voiced_dbfs)
         self.audio_prefetch = audio_prefetch
         self.http_timeout_s = http_timeout_s
         self.mic = MicrophoneTrack(voiced_dbfs)
@@ -251,7 +123,7 @@ class ParticipantClient:
         set_inline_audio_decode(pc)
         set_video_marker_completion(pc)
         channel = self.channel = pc.createDataChannel(DATA_CHANNEL_LABEL)
-        channel.on("message", self._on_message)
+        channel.on("message", self.on_message)
         channel.on("open", self._changed.set)
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", lambda: self._on_state(pc))
@@ -309,10 +181,7 @@ class ParticipantClient:
                 if frame.format.name != "s16" or frame.sample_rate != RATE:
                     raise ValueError(f"unexpected audio frame {frame.format.name} at {frame.sample_rate} Hz")
                 pcm = data.reshape(-1, channels)[:, 0].copy() if channels > 1 else data.copy()
-                rec.audio_offsets.append(rec.audio_samples)
-                rec.audio_arrivals.append(arrival)
-                rec.audio_chunks.append(pcm)
-                rec.audio_samples += len(pcm)
+                rec.add_audio(arrival, pcm)
                 self._changed.set()
             except Exception:
                 log.exception("recording an audio frame failed")
@@ -341,9 +210,15 @@ class ParticipantClient:
             except Exception:
                 log.exception("recording a video frame failed")
 
-    def _on_message(self, data) -> None:
+    def on_message(self, data: Any) -> None:
+        """A data-channel message: kept in `rec.events` (decoded JSON, or as sent). A client for another
+        server's protocol overrides this and records through `record_event`."""
         obj, error = decode_message(data)
-        self.rec.events.append((time.monotonic(), obj if error is None else data))
+        self.record_event(time.monotonic(), obj if error is None else data)
+
+    def record_event(self, arrival: float, event: Any) -> None:
+        """Keep a received event and wake whoever waits on one."""
+        self.rec.events.append((arrival, event))
         self._changed.set()
 
     # ------------------------------------------------------------------ speaking and interactions
@@ -352,7 +227,7 @@ class ParticipantClient:
 
         Returns the monotonic time its last sample was sent (or the future, with wait=False)."""
         if isinstance(source, (str, Path)):
-            pcm, rate = _read_audio(source)
+            pcm, rate = read_audio(source)
         else:
             if sample_rate is None:
                 raise ValueError("sample_rate is required when sending a PCM array")
@@ -432,19 +307,12 @@ class ParticipantClient:
         return self.mic.voiced_sent[i] - WINDOW / RATE if i < len(self.mic.voiced_sent) else None
 
     def first_voiced_after(self, t: float, dbfs: float | None = None) -> float | None:
-        """Arrival time of the first received voiced 10 ms window that arrived after `t` (None if none yet).
-
-        A chunk that arrives at A holds audio playable from A on, so sample k is counted at A + k/48000."""
-        rec = self.rec
-        threshold = self.voiced_threshold if dbfs is None else _db_to_amp(dbfs)
-        i = bisect.bisect_left(rec.audio_arrivals, t)
-        for j in range(i, len(rec.audio_chunks)):
-            windows = _voiced_windows(rec.audio_chunks[j], threshold)
-            if len(windows):
-                return rec.audio_arrivals[j] + windows[0] * WINDOW / RATE
-        return None
+        """Arrival time of the first received voiced 10 ms window that arrived after `t` (None if none yet)."""
+        threshold = self.voiced_threshold if dbfs is None else db_to_amp(dbfs)
+        return self.rec.first_voiced_after(t, threshold)
 
     async def wait_first_voiced_after(self, t: float, timeout: float = 10.0) -> float | None:
+        """`first_voiced_after(t)`, waiting up to `timeout` for it."""
         found: list[float] = []
 
         def check() -> bool:
@@ -455,6 +323,23 @@ class ParticipantClient:
 
         await self.wait_for(check, timeout)
         return found[0] if found else None
+
+    def last_voiced_between(self, since: float, until: float | None = None) -> float | None:
+        """End time of the last received voiced 10 ms window that arrived in [since, until]."""
+        return self.rec.last_voiced_between(since, until, self.voiced_threshold)
+
+    def voice_stopped_after(self, start: float, quiet_s: float) -> float | None:
+        """When the received audio went quiet (for `quiet_s`) after `start`: the end of its last voiced window."""
+        return self.rec.voice_stopped_after(start, quiet_s, self.voiced_threshold)
+
+    async def wait_quiet(self, since: float, quiet_s: float, timeout: float) -> bool:
+        """Until nothing voiced has been received for `quiet_s` (counting from `since` if nothing came)."""
+        return await self.wait_for(lambda: time.monotonic() - (self.last_voiced_between(since) or since) > quiet_s,
+                                   timeout)
+
+    def received_between(self, since: float, until: float) -> np.ndarray:
+        """The received audio (float32, 48 kHz) of the chunks that arrived in [since, until]."""
+        return self.rec.audio_between(since, until)
 
     def video_fps(self, since: float | None = None) -> float:
         """Received frames per second (over frames that arrived after `since`)."""
@@ -498,49 +383,7 @@ class ParticipantClient:
         }
 
 
-async def _main(args: argparse.Namespace) -> int:
-    client = ParticipantClient(args.url, meeting_token=args.token, keep_every_nth_image=0)
-    await client.join(timeout=args.timeout)
-    print(f"joined {client.conversation_id} as {client.participant_id}", flush=True)
-    try:
-        if args.say:
-            client.send_interaction({"message_type": "conversation", "event_type": "conversation.respond",
-                                     "conversation_id": client.conversation_id, "properties": {"text": args.say}})
-        if args.wav:
-            await asyncio.sleep(args.lead_in)
-            ended = await client.send_wav(args.wav)
-            print(f"sent {args.wav}", flush=True)
-            await asyncio.sleep(max(0.0, args.linger - (time.monotonic() - ended)))
-        else:
-            await asyncio.sleep(args.linger)
-    finally:
-        await client.leave()
-    summary = client.summary()
-    if args.record:
-        client.save(args.record)
-    print(json.dumps(summary, indent=2))
-    return 0
+if __name__ == "__main__":  # the command line lives in participant_cli.py
+    from cvi_lab.transport.participant_cli import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cvi_lab.transport.client", description=__doc__.split("\n\n")[0])
-    p.add_argument("url", help="the conversation_url (http://HOST/meet/<id>[?t=TOKEN])")
-    p.add_argument("--wav", help="audio file to speak as the microphone (silence otherwise)")
-    p.add_argument("--say", help="send this text as a conversation.respond interaction")
-    p.add_argument("--token", help="meeting_token, if not in the URL")
-    p.add_argument("--record", help="folder for received.wav, events.jsonl, video.csv, summary.json")
-    p.add_argument("--lead-in", type=float, default=1.0, help="seconds of silence before speaking")
-    p.add_argument("--linger", type=float, default=8.0, help="seconds to stay after speaking")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the connection")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return asyncio.run(_main(args))
-    except JoinError as exc:
-        print(f"error: {exc}")
-        return 2
-
-
-if __name__ == "__main__":
     raise SystemExit(main())
