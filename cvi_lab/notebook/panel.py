@@ -174,7 +174,7 @@ class ControlPanel:
             self.show_message(str(exc))
             return None
         session = CallSession(self.server, conversation_id)
-        session._subscribe()
+        session.subscribe()
         self._follow(session)
         return session
 

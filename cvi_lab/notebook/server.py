@@ -13,13 +13,13 @@ import os
 import pathlib
 from typing import Any, Callable, Sequence
 
+from cvi_lab.harness.server import InProcessServer
 from cvi_lab.notebook.client import ApiClient, flatten_turn
 from cvi_lab.notebook.loop import BackgroundLoop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EventCallback = Callable[[dict], None]
-# The live pipeline as server plug-ins (what `cvi-lab experiment mode=live` registers too).
-LIVE_PLUGINS = {"runtimes": "cvi_lab.engine.runtime.engine_runtime", "installers": "cvi_lab.api.plugins.install_transport"}
+PLUGIN_KEYS = ("runtimes", "installers")  # the engine and the WebRTC transport, as `server` config lists them
 
 
 def default_home() -> pathlib.Path:
@@ -27,26 +27,17 @@ def default_home() -> pathlib.Path:
     return pathlib.Path(os.environ.get("CVI_LAB_HOME") or REPO / "var").resolve()
 
 
-def with_live_pipeline(cfg: Any) -> Any:
-    """The config with the engine runtime and the WebRTC transport registered, unless it lists its own.
-
-    Why here: conf/server/default.yaml leaves both empty (the API runs without them), but a notebook's call
-    is for talking to the replica."""
-    import importlib.util
-
+def api_only(cfg: Any) -> Any:
+    """The config without the engine runtime and the WebRTC transport: conversations are records and timers."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    for key, path in LIVE_PLUGINS.items():
-        if not cfg.server.get(key) and importlib.util.find_spec(path.rsplit(".", 1)[0]) is not None:
-            cfg.server[key] = [path]
-    return cfg
+    return OmegaConf.merge(cfg, {"server": {key: [] for key in PLUGIN_KEYS}})
 
 
 class RemoteServer:
     """A server someone else started: the REST API only (no store reads, no live events)."""
 
-    in_process = False
+    in_process: bool = False  # True: the server runs in this kernel (store reads, live events)
 
     def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
@@ -71,7 +62,7 @@ class RemoteServer:
 class LocalServer(RemoteServer):
     """`create_app(cfg)` served on 127.0.0.1 (a free port by default) from a background loop thread."""
 
-    in_process = True
+    in_process: bool = True
 
     def __init__(self, cfg: Any = None, *, overrides: Sequence[str] = (), home: str | os.PathLike | None = None,
                  port: int = 0, start_timeout: float = 120.0, runtime_factories: Sequence[Any] = (),
@@ -85,41 +76,25 @@ class LocalServer(RemoteServer):
         elif home is not None:
             cfg = OmegaConf.merge(cfg, {"server": {"home": str(pathlib.Path(home).resolve())}})
         cfg = OmegaConf.merge(cfg, {"server": {"host": "127.0.0.1", "port": int(port)}})
-        if live:
-            cfg = with_live_pipeline(cfg)
-        self.cfg = cfg
-        self._extra = {"runtime_factories": list(runtime_factories), "installers": list(installers)}
+        self.cfg = cfg if live else api_only(cfg)
         keys = [str(k) for k in (cfg.server.get("api_keys") or []) if k]
         self._loop = BackgroundLoop("cvi-lab-server")
-        self._runner = None
-        self.app = None
+        self._server = InProcessServer(self.cfg, installers=installers, runtime_factories=runtime_factories)
         try:
-            url = self._loop.run(self._start(), start_timeout)
+            self._loop.run(self._server.start(), start_timeout)
         except BaseException:
             self._loop.stop()
             raise
-        super().__init__(url, keys[0] if keys else None)
+        super().__init__(self._server.local_url, keys[0] if keys else None)
         atexit.register(self.stop)
-
-    async def _start(self) -> str:
-        from aiohttp import web
-
-        from cvi_lab.api.app import base_url, create_app
-
-        self.app = create_app(self.cfg, **self._extra)
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        server = self.app["settings"]["server"]
-        site = web.TCPSite(self._runner, "127.0.0.1", int(server["port"]))
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        url = base_url({**server, "host": "127.0.0.1"}, port)
-        self.app["manager"].base_url = url  # conversation_url must carry the real port
-        return url
 
     @property
     def running(self) -> bool:
-        return self._runner is not None and self._loop.running
+        return self._server.running and self._loop.running
+
+    @property
+    def app(self) -> Any:
+        return self._server.app
 
     @property
     def store(self) -> Any:
@@ -132,17 +107,13 @@ class LocalServer(RemoteServer):
 
     def subscribe_events(self, conversation_id: str, callback: EventCallback) -> Callable[[], None] | None:
         """Subscribe `callback(event)` to the live call's engine events (data-channel envelopes, including
-        speaking state), when the conversation is live and has an engine. Returns the unsubscribe function.
+        speaking state), when the conversation is live and a runtime serves it (`CallEndpoint.subscribe`).
+        Returns the unsubscribe function, None when there is nothing to follow.
         The callback runs on the server's loop thread: keep it short and thread-safe."""
 
         def find() -> Callable[[], None] | None:
-            call = self.app["manager"].call(conversation_id)
-            for runtime in call.runtimes if call else ():
-                for target in (getattr(runtime, "engine", None), runtime):
-                    subscribe = getattr(target, "subscribe", None)
-                    if callable(subscribe):
-                        return subscribe(callback)
-            return None
+            endpoint = self.app["manager"].endpoint_for(conversation_id)  # a transport CallEndpoint
+            return endpoint.subscribe(callback) if endpoint is not None else None
 
         unsubscribe = self._loop.call(find)
         if unsubscribe is None:
@@ -155,10 +126,9 @@ class LocalServer(RemoteServer):
 
     def stop(self) -> None:
         """End live calls (reason server_shutdown), close the store, stop the loop thread. Idempotent."""
-        if self._runner is not None and self._loop.running:
-            runner, self._runner = self._runner, None
+        if self.running:
             try:
-                self._loop.run(runner.cleanup(), 60)
+                self._loop.run(self._server.stop(), 60)
             finally:
                 self._loop.stop()
         global _CURRENT

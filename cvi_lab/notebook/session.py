@@ -136,15 +136,16 @@ class CallSession:
         body = form.to_request() if isinstance(form, CallForm) else dict(form)
         created = server.client().create_conversation(body)
         session = cls(server, created["conversation_id"], created)
-        session._subscribe()
+        session.subscribe()
         return session
 
     @property
     def conversation_url(self) -> str:
         return self.created.get("conversation_url") or (self.last.conversation_url if self.last else "")
 
-    def _subscribe(self) -> None:
-        if self._unsubscribe is not None or not getattr(self.server, "in_process", False):
+    def subscribe(self) -> None:
+        """Follow the engine's live events when the server is in this kernel (once; polling works without)."""
+        if self._unsubscribe is not None or not self.server.in_process:
             return
         self._subscribe_tried_at = time.monotonic()
         try:
@@ -157,11 +158,11 @@ class CallSession:
         turns = self.server.turn_metrics(self.conversation_id)
         if record.get("status") == "active" and self._unsubscribe is None \
                 and time.monotonic() - self._subscribe_tried_at > 2.0:
-            self._subscribe()  # the engine may attach after creation
+            self.subscribe()  # the engine may attach after creation
         snap = snapshot_from(record, turns, self.live if self._unsubscribe is not None else None)
         if self._unsubscribe is None:
             snap.live_note = ("no engine is attached to this call (the server has no runtime registered)"
-                              if getattr(self.server, "in_process", False)
+                              if self.server.in_process
                               else "live events need the server in this kernel (start_server())")
         if snap.ended:
             self.close()

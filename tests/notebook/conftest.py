@@ -10,14 +10,17 @@ from tests.helpers.config import make_cfg
 
 
 class EventRuntime:
-    """A runtime shaped like the engine for the panel: `subscribe(send)` for live envelopes, and the calls
-    layer's real recorders (`call.add_event`, `call.add_turn_metrics`) for what is stored. It stands in for
-    the engine only; the server, store, API and widgets are the real ones."""
+    """A runtime shaped like the engine for the panel: its `endpoint` (here itself) has the transport
+    contract's `subscribe(send)` for live envelopes, and the calls layer's real recorders (`call.add_event`,
+    `call.add_turn_metrics`) keep what is stored. It stands in for the engine only; the server, store, API
+    and widgets are the real ones."""
 
     instances: list["EventRuntime"] = []
 
     def __init__(self, call: Any, room: Any, cfg: Any) -> None:
         self.call = call
+        self.conversation_id = call.conversation_id
+        self.endpoint = self  # what `manager.endpoint_for` hands the transport and the notebook
         self.subscribers: list = []
         EventRuntime.instances.append(self)
 
