@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from benchmarks.bench_latency import QUESTIONS
 from benchmarks.live_call import RESULTS, machine
 from cvi_lab.audio import load_audio, resample
-from cvi_lab.demo import speak
+from cvi_lab.harness.voice import speak
 from tests.stages.test_roundtrip_tts_asr import SENTENCES, normalize
 
 JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"

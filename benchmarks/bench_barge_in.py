@@ -21,7 +21,9 @@ import time
 
 from benchmarks.live_call import cli, condition_lines, conditions, ms, stats
 from cvi_lab.loop_lag import LoopLagProbe
-from cvi_lab.demo import LiveServer, barge_in, speak, spoken_turn, wait_greeting
+from cvi_lab.harness.call import barge_in, join, spoken_turn, wait_greeting
+from cvi_lab.harness.server import private_server
+from cvi_lab.harness.voice import speak
 
 TARGET_SILENT_MS = 150
 STORYTELLER = ("You are a storyteller in a live video call. Whatever you are asked, answer with a long story of at "
@@ -37,15 +39,12 @@ INTERRUPTIONS = ["Wait, stop please, I want to ask you something else instead.",
 async def _trial(srv, persona_id: str, ask, cut) -> dict:
     """One fresh call: greeting, a story request, 1.5 s of story, our interruption. A fresh call per trial keeps
     trials independent (a long history of cut-off stories teaches the 135M model to tell short ones)."""
-    from cvi_lab.transport.client import ParticipantClient
-
     conv = await srv.api("POST", "/v2/conversations", {
         "persona_id": persona_id, "conversation_name": "bench barge-in",
         "properties": {"participant_left_timeout": 0, "max_call_duration": 600}})
     cid = conv["conversation_id"]
-    client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"))
     row: dict = {"conversation_id": cid}
-    await client.join(timeout=120)
+    client = await join(conv, timeout=120)
     try:
         await wait_greeting(client, timeout=180)
         turn = await spoken_turn(client, ask, timeout=90, wait_done=False)
@@ -74,7 +73,7 @@ async def run(cfg, trials: int) -> dict:
     cuts = [speak(INTERRUPTIONS[i % len(INTERRUPTIONS)], length_scale=1.15) for i in range(trials)]
     load_before = os.getloadavg()
     rows = []
-    async with LiveServer(cfg) as srv, LoopLagProbe() as lag:
+    async with private_server(cfg) as srv, LoopLagProbe() as lag:
         persona = await srv.api("POST", "/v2/personas", {"persona_name": "bench barge-in", "system_prompt": STORYTELLER,
                                                          "default_replica_id": DEFAULT_REPLICA_ID})
         for i in range(trials):

@@ -22,7 +22,10 @@ import numpy as np
 from benchmarks.floor import measure_floor
 from benchmarks.live_call import cli, condition_lines, conditions, ms, stats
 from cvi_lab.loop_lag import LoopLagProbe
-from cvi_lab.demo import (HOPS, LiveServer, latency_rows, speak, spoken_turn, wait_greeting)
+from cvi_lab.harness.call import join, spoken_turn, wait_greeting
+from cvi_lab.harness.server import private_server
+from cvi_lab.harness.turns import HOPS, latency_rows
+from cvi_lab.harness.voice import speak
 from cvi_lab.engine.latency import MARKS
 
 QUESTIONS = [
@@ -87,21 +90,18 @@ def long_call(rows: list[dict]) -> dict | None:
 
 
 async def run(cfg, n_turns: int, voice: str) -> dict:
-    from cvi_lab.transport.client import ParticipantClient
-
     from cvi_lab.domain.persona import DEFAULT_PERSONA
 
     questions = (QUESTIONS * ((n_turns + len(QUESTIONS) - 1) // len(QUESTIONS)))[:n_turns]
     audio = [speak(q, voice=voice) for q in questions]
     floor = await measure_floor(cfg, QUESTIONS[: min(len(QUESTIONS), 10)], audio[:10], DEFAULT_PERSONA["system_prompt"])
     load_before = os.getloadavg()
-    async with LiveServer(cfg) as srv, LoopLagProbe() as lag:
+    async with private_server(cfg) as srv, LoopLagProbe() as lag:
         conv = await srv.api("POST", "/v2/conversations", {  # the default persona with the default replica
             "replica_id": _default_replica(), "conversation_name": "bench latency",
             "properties": {"participant_left_timeout": 0, "max_call_duration": 1800}})
         cid = conv["conversation_id"]
-        client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"))
-        await client.join(timeout=120)
+        client = await join(conv, timeout=120)
         turns = []
         try:
             await wait_greeting(client, timeout=180)

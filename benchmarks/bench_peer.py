@@ -1,8 +1,8 @@
 """`make bench-peer`: the same scripted participant against Pipecat, then against cvi-lab, on the same models.
 
-Both sides hear identical audio (bench_latency's QUESTIONS spoken by `cvi_lab.demo.speak`, espeak-ng by
+Both sides hear identical audio (bench_latency's QUESTIONS spoken by `cvi_lab.harness.voice.speak`, espeak-ng by
 default) from the same participant (cvi-lab's ParticipantClient; for Pipecat through the signaling/RTVI adapter
-in benchmarks/peer/participant.py), and both are measured the same way: `cvi_lab.demo.spoken_turn`, response
+in benchmarks/peer/participant.py), and both are measured the same way: `cvi_lab.harness.call.spoken_turn`, response
 latency = end of the participant's sent speech -> first voiced received sample of the reply (SPEC §4).
 
 - Pipecat side: pipecat-ai 1.14.0 in its own venv (scripts/ensure_pipecat_venv.sh), a stock voice bot
@@ -150,7 +150,7 @@ async def run_pipecat(w: dict, questions: list[str], audio: list, pipecat_python
     import aiohttp
 
     from benchmarks.peer.participant import PipecatParticipant, dump_events, heard_and_said
-    from cvi_lab.demo import last_voiced, spoken_turn, wait_greeting
+    from cvi_lab.harness.call import spoken_turn, wait_greeting
     from cvi_lab.loop_lag import LoopLagProbe
 
     llm = Child("llm server", [sys.executable, "-m", "benchmarks.peer.llm_server", "--system-prompt",
@@ -178,8 +178,7 @@ async def run_pipecat(w: dict, questions: list[str], audio: list, pipecat_python
                 # Pipecat may pause between sentences long enough to report bot-stopped-speaking; wait until
                 # the reply has been quiet for 1 s so the next question never talks over it (no barge-in).
                 if turn["first_voiced"] is not None:
-                    await client.wait_for(lambda: time.monotonic() - (last_voiced(client, turn["first_voiced"])
-                                                                     or turn["first_voiced"]) > 1.0, 60)
+                    await client.wait_quiet(turn["first_voiced"], 1.0, 60)
                 turn["text"] = q
                 turns.append(turn)
                 print(f"pipecat turn {i + 1:2d}/{len(questions)}: {turn['client_latency_ms']} ms  ({q})", flush=True)
@@ -260,7 +259,7 @@ def report(res: dict, w: dict, args: Any, wall_s: float) -> tuple[dict, str]:
                             "source": source_revision(),
                             "turns": args.turns, "participant_voice": args.voice, "wall_s": round(wall_s, 1),
                             "measure": "end of the participant's sent speech -> first voiced (-40 dBFS) received "
-                                       "sample of the reply, cvi_lab.demo.spoken_turn (SPEC §4)",
+                                       "sample of the reply, cvi_lab.harness.call.spoken_turn (SPEC §4)",
                             "order": [k for k in ("pipecat", "cvi_lab") if res.get(k) is not None],
                             "wiring": {k: w[k] for k in ("choices", "stages", "system_prompt", "greeting",
                                                          "max_tokens", "engine")} | {"pipecat_bot": w["bot"]}}
@@ -421,7 +420,7 @@ def fairness_lines() -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    from cvi_lab.demo import speak
+    from cvi_lab.harness.voice import speak
 
     def add_arguments(p):
         p.add_argument("--turns", type=int, default=10)

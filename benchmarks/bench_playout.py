@@ -161,21 +161,20 @@ def analyse(tap: Tap, rec, threshold: float, first_voiced_after, windows: list[t
 
 
 async def run(cfg, n_turns: int) -> dict:
-    from cvi_lab.demo import LiveServer, wait_replica_done
     from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
-    from cvi_lab.transport.client import ParticipantClient
+    from cvi_lab.harness.call import join, wait_replica_done
+    from cvi_lab.harness.server import private_server
 
     tap = Tap()
     tap.install()
     questions = (QUESTIONS * ((n_turns + len(QUESTIONS) - 1) // len(QUESTIONS)))[:n_turns]
     load_before = os.getloadavg()
-    async with LiveServer(cfg) as srv:
+    async with private_server(cfg) as srv:
         conv = await srv.api("POST", "/v2/conversations", {
             "replica_id": DEFAULT_REPLICA_ID, "conversation_name": "bench playout",
             "properties": {"participant_left_timeout": 0, "max_call_duration": 1800}})
         cid = conv["conversation_id"]
-        client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"))
-        await client.join(timeout=120)
+        client = await join(conv, timeout=120)
         windows, counters = [], {}
         async with LoopLagProbe() as lag:
             try:
@@ -198,7 +197,7 @@ async def run(cfg, n_turns: int) -> dict:
                 room = srv.app.get(_transport_key()).rooms.get(cid)
                 peer = next(iter(room.peers.values()), None) if room is not None else None
                 if peer is not None:
-                    counters["fast_starts"] = getattr(peer.audio_out, "fast_starts", None)
+                    counters["fast_starts"] = peer.audio_out.fast_starts
                     counters["phase_shift_ms"] = round(1000 * peer.audio_out.phase_shift_s, 1)
             finally:
                 await srv.api("POST", f"/v2/conversations/{cid}/end")

@@ -28,7 +28,7 @@ WHOLE = ["What is the capital of France?", "How many legs does a spider have?", 
 
 
 async def one(cfg, pool, parts: tuple[str, ...], pause_ms: int) -> dict:
-    from cvi_lab.demo import speak
+    from cvi_lab.harness.voice import speak
     from cvi_lab.engine.engine import ConversationSpec
     from cvi_lab.engine.factory import create_engine
     from cvi_lab.engine.offline import Join, Say, WaitFor, WaitQuiet, run_script

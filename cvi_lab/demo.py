@@ -13,13 +13,12 @@ lab's live mode, the notebook, the end-to-end tests and the benchmarks: one way 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from cvi_lab.harness.call import join, spoken_turn, wait_greeting
-from cvi_lab.harness.server import InProcessServer, loopback_config
+from cvi_lab.harness.server import private_server
 from cvi_lab.harness.turns import latency_rows, latency_table
 from cvi_lab.harness.voice import speak
 
@@ -64,12 +63,7 @@ async def run_demo(cfg: Any, questions: list[str] | None = None, home: str | Pat
     echo("[demo] preparing the participant's voice ...")
     audio = [speak(q) for q in questions]
     echo("[demo] starting the server (first run: model conversion/loading takes a while) ...")
-    with tempfile.TemporaryDirectory(prefix="cvi-lab-demo-") as scratch:
-        return await _demo_call(cfg, questions, audio, Path(home) if home is not None else Path(scratch), echo)
-
-
-async def _demo_call(cfg: Any, questions: list[str], audio: list, home: Path, echo: Callable[[str], None]) -> dict:
-    async with InProcessServer(loopback_config(cfg, home)) as srv:
+    async with private_server(cfg, home) as srv:
         persona = await srv.api("POST", "/v2/personas", {
             "persona_name": "Demo guide",
             "system_prompt": "You are a friendly, concise assistant in a live video call. "

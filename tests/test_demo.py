@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cvi_lab.cli import CONF_DIR
-
 pytestmark = pytest.mark.slow
 
 
 def test_demo_holds_three_spoken_turns(tmp_path, capsys):
-    if not (CONF_DIR / "llm" / "hf_causal.yaml").exists():
-        pytest.skip("default stage configs not installed")
     import asyncio
 
     from cvi_lab.cli import compose_config
@@ -24,7 +20,9 @@ def test_demo_holds_three_spoken_turns(tmp_path, capsys):
     assert all(r["engine"] for r in summary["turns"]), "engine latency records missing"
     roles = [role for role, _ in summary["transcript"]]
     assert roles.count("user") >= 3 and roles.count("replica") >= 4, summary["transcript"]  # greeting + 3 answers
-    if summary["recording"]:  # enable_recording: the file the record points at exists
+    # enable_recording: the file the record points at exists; None when the recorder could not start (it
+    # leaves the call as is), which the printed "recording: not available" says
+    if summary["recording"]:
         from pathlib import Path
 
         assert Path(summary["recording"]).is_file(), summary["recording"]

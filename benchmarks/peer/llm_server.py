@@ -155,9 +155,8 @@ async def serve(args: argparse.Namespace) -> None:
     server = ChatServer(llm, int(settings.max_tokens))
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    port = runner.addresses[0][1]  # the bound port (args.port 0 = a free one)
     print(json.dumps({"llm": desc, "max_tokens": settings.max_tokens}), flush=True)
     print(f"READY {port}", flush=True)
     try:

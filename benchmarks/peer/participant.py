@@ -9,11 +9,11 @@ differ for Pipecat:
   {sdp, type, pc_id?} in, {sdp, type, pc_id} out) instead of cvi-lab's `/meet/<id>/offer`; the bot's pc_id
   stands in for the participant id;
 - events: Pipecat reports the bot's state as RTVI messages on the data channel. After joining we send RTVI's
-  `client-ready` (as any Pipecat client does) and translate the RTVI messages that `cvi_lab.demo`'s turn
+  `client-ready` (as any Pipecat client does) and translate the RTVI messages that `cvi_lab.harness.call`'s turn
   helpers wait on into cvi-lab's event names (the raw RTVI message is kept too):
   bot-started-speaking / bot-stopped-speaking -> conversation.replica.started_speaking / .stopped_speaking,
   a final user transcription -> conversation.utterance (role user), spoken bot output -> (role replica).
-So `cvi_lab.demo.wait_greeting` and `spoken_turn` run against Pipecat exactly as against cvi-lab.
+So `cvi_lab.harness.call.wait_greeting` and `spoken_turn` run against Pipecat exactly as against cvi-lab.
 """
 
 from __future__ import annotations
@@ -53,15 +53,14 @@ class PipecatParticipant(ParticipantClient):
             self.send_interaction({"label": RTVI_LABEL, "type": "disconnect-bot", "id": uuid.uuid4().hex[:8]})
         await self.close()
 
-    def _on_message(self, data) -> None:
+    def on_message(self, data) -> None:
         obj, error = decode_message(data)
         now = time.monotonic()
-        self.rec.events.append((now, obj if error is None else data))
+        self.record_event(now, obj if error is None else data)
         if isinstance(obj, dict) and obj.get("label") == RTVI_LABEL:
             event = self._translate(obj)
             if event is not None:
-                self.rec.events.append((now, event))
-        self._changed.set()
+                self.record_event(now, event)
 
     def _translate(self, msg: dict) -> dict | None:
         kind, data = msg.get("type"), msg.get("data") or {}
@@ -84,7 +83,7 @@ class PipecatParticipant(ParticipantClient):
 
 def heard_and_said(client: ParticipantClient, since: float, until: float | None) -> tuple[str, str]:
     """(user transcript, replica words) of the utterance events that arrived in [since, until)."""
-    from cvi_lab.demo import utterances
+    from cvi_lab.harness.call import utterances
 
     heard = " ".join(e["properties"]["speech"] for _, e in utterances(client, "user", since, until))
     said = " ".join(e["properties"]["speech"] for _, e in utterances(client, "replica", since, until))

@@ -6,16 +6,18 @@ Why one: each used to bind its own aiohttp site and read the port from private f
 from `AppRunner.addresses`), and the manager learns the real base URL before the first conversation, so a
 `conversation_url` carries the port that was actually bound (port 0 = a free one).
 
-    async with InProcessServer(loopback_config(cfg, home)) as srv:
+    async with private_server(cfg) as srv:     # = InProcessServer(loopback_config(cfg, a temporary home))
         conv = await srv.api("POST", "/v2/conversations", {...})
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
@@ -140,3 +142,14 @@ class InProcessServer:
         return {"dropped_ms": round(sum(p.audio_out.dropped_samples for p in peers) / 48.0, 1),
                 "cut_on_barge_in_ms": round(sum(p.audio_out.cut_samples for p in peers) / 48.0, 1),
                 "underruns": sum(p.audio_out.underruns for p in peers)}
+
+
+@contextlib.asynccontextmanager
+async def private_server(cfg: Any, home: str | Path | None = None, **server: Any) -> AsyncIterator[InProcessServer]:
+    """A running loopback server (`loopback_config`) whose home is `home`, or a temporary folder removed
+    after it stops; `server` keys are merged into its config."""
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cvi-lab-server-"))
+        async with InProcessServer(loopback_config(cfg, home, **server)) as srv:
+            yield srv

@@ -1,6 +1,6 @@
 """End to end: real models, real WebRTC on loopback, the real server (create_app over the composed config).
 
-The participant is cvi_lab.transport.client.ParticipantClient; its speech is Piper with zero noise
+The participant is cvi_lab.transport.client.ParticipantClient, driven by cvi_lab.harness; its speech is Piper with zero noise
 (deterministic). What it receives is checked as a person would: transcribed with Whisper tiny.en, voiced or
 silent, video frames moving with the audio. Waits poll with generous deadlines (a loaded 2-core box); the only
 timing targets (e.g. received audio silent ≤ 150 ms after the barge-in decision) live in benchmarks/, not here.
@@ -14,11 +14,12 @@ import time
 import numpy as np
 import pytest
 
-from cvi_lab.demo import barge_in, speak, spoken_turn, utterances, wait_greeting, wait_replica_done
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from cvi_lab.harness.call import barge_in, join, spoken_turn, utterances, wait_greeting, wait_replica_done
+from cvi_lab.harness.voice import speak
 from cvi_lab.transport.client import ParticipantClient
 
-from .conftest import received_between, transcribe, wer, words
+from .conftest import transcribe, wer, words
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -38,15 +39,11 @@ async def persona(live, **fields) -> str:
     return (await live.api("POST", "/v2/personas", body))["persona_id"]
 
 
-async def start_call(live, persona_id: str | None = None, join: bool = True, **properties):
+async def start_call(live, persona_id: str | None = None, joined: bool = True, **properties):
     body = {"conversation_name": "e2e", "properties": {"participant_left_timeout": 0, **properties}}
     body |= {"persona_id": persona_id} if persona_id else {"replica_id": DEFAULT_REPLICA_ID}
     conv = await live.api("POST", "/v2/conversations", body)
-    client = None
-    if join:
-        client = ParticipantClient(conv["conversation_url"], meeting_token=conv.get("meeting_token"))
-        await client.join(timeout=60)
-    return conv, client
+    return conv, (await join(conv, timeout=60) if joined else None)
 
 
 async def end_call(live, conv, client) -> None:
@@ -62,7 +59,7 @@ async def test_greeting_heard(live, asr):
         assert started is not None, "the replica did not start the greeting"
         assert await wait_replica_done(client, started[0], WAIT)
         stopped = client.events("conversation.replica.stopped_speaking", since=started[0])[0]
-        heard = transcribe(asr, received_between(client, started[0] - 0.3, stopped[0] + 0.5))
+        heard = transcribe(asr, client.received_between(started[0] - 0.3, stopped[0] + 0.5))
     finally:
         await end_call(live, conv, client)
     error = wer(GREETING, heard)
@@ -81,8 +78,7 @@ async def test_spoken_question_gets_spoken_lipsynced_answer(live):
 
     conv = await live.api("POST", "/v2/conversations", {"replica_id": DEFAULT_REPLICA_ID, "conversation_name": "e2e",
                                                         "properties": {"participant_left_timeout": 0}})
-    client = ParticipantClient(conv["conversation_url"], on_video_frame=on_frame)
-    await client.join(timeout=60)
+    client = await join(conv, timeout=60, on_video_frame=on_frame)
     try:
         assert await wait_greeting(client, WAIT)
         keep["on"] = True
@@ -114,7 +110,7 @@ async def test_spoken_question_gets_spoken_lipsynced_answer(live):
         h, w = images[0].shape[:2]
         box = (int(0.35 * w), int(0.55 * h), int(0.65 * w), int(0.8 * h))
     openness = mouth_openness(images, box)
-    env = speech_envelope([received_between(client, t - 0.02, t + 0.02) for t, _ in clip])
+    env = speech_envelope([client.received_between(t - 0.02, t + 0.02) for t, _ in clip])
     offset_ms, peak, zero = xcorr_offset(openness, env, fps=25.0, max_lag_frames=5)
     print(f"lip-sync over {len(clip)} frames: corr peak {peak:.2f} at {offset_ms:.0f} ms, at zero {zero:.2f}")
     if peak <= 0.2:
@@ -154,7 +150,7 @@ async def test_barge_in_silences_replica(live):
 
 
 async def test_timeouts_fire_from_real_presence(live):
-    absent, _ = await start_call(live, join=False, participant_absent_timeout=1)
+    absent, _ = await start_call(live, joined=False, participant_absent_timeout=1)
     left, left_client = await start_call(live, participant_left_timeout=1)
     longest, long_client = await start_call(live, max_call_duration=3)
     try:
@@ -182,7 +178,7 @@ async def test_echo_mode_says_what_it_is_sent(live, asr):
         assert started is not None, "the echo was not spoken"
         assert await wait_replica_done(client, started[0], WAIT)
         stopped = client.events("conversation.replica.stopped_speaking", since=started[0])[0]
-        heard = transcribe(asr, received_between(client, started[0] - 0.3, stopped[0] + 0.5))
+        heard = transcribe(asr, client.received_between(started[0] - 0.3, stopped[0] + 0.5))
     finally:
         await end_call(live, conv, client)
     assert wer(text, heard) <= 0.3, f"echo heard as {heard!r}"
