@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,9 +49,10 @@ async def wait_greeting(client: ParticipantClient, timeout: float = 90.0) -> boo
     return await wait_replica_done(client, started[0], timeout)
 
 
-async def spoken_turn(client: ParticipantClient, pcm: np.ndarray, rate: int = SPEECH_RATE, timeout: float = 90.0,
-                      wait_done: bool = True) -> dict:
-    """Speak `pcm` in real time, wait for the reply's first voiced sample (and, by default, its end).
+async def spoken_turn(client: ParticipantClient, pcm: np.ndarray | str | Path, rate: int | None = SPEECH_RATE,
+                      timeout: float = 90.0, wait_done: bool = True) -> dict:
+    """Speak `pcm` (mono PCM at `rate`, or an audio file at its own rate) in real time, wait for the reply's
+    first voiced sample (and, by default, its end).
 
     Returns sent_at, speech_end, first_voiced (monotonic s) and client_latency_ms (SPEC §4: end of our speech →
     first voiced received sample), or None where the reply did not come."""

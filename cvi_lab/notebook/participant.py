@@ -3,19 +3,21 @@ question from a recording, and measures the reply at its own side of the connect
 
 Why: with nobody at the microphone (CI, a remote kernel, a quick check) the call should still happen for
 real, so the transcript, captions and latency the notebook reads afterwards are a real call's. This wraps
-the transport's `ParticipantClient` for synchronous cells, on a private loop thread.
+the harness's call measurement (cvi_lab/harness/call.py) for synchronous cells, on a private loop thread.
 """
 
 from __future__ import annotations
 
 import pathlib
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cvi_lab.notebook.loop import BackgroundLoop
+
+if TYPE_CHECKING:
+    from cvi_lab.transport.client import ParticipantClient
 
 
 @dataclass
@@ -41,18 +43,16 @@ class ScriptedParticipant:
         self.conversation_url = conversation_url
         self.receive_video = receive_video
         self._loop = BackgroundLoop("cvi-lab-participant")
-        self.client: Any = None
+        self.client: ParticipantClient | None = None
+        self.greeting_heard = False
 
     def join(self, greeting_timeout: float = 60.0) -> "ScriptedParticipant":
         """Join and wait until the replica's greeting has been played (it cannot be interrupted anyway)."""
-        from cvi_lab.transport.client import ParticipantClient
+        from cvi_lab.harness.call import join, wait_greeting
 
         async def run() -> None:
-            self.client = ParticipantClient(self.conversation_url, receive_video=self.receive_video)
-            await self.client.join()
-            started = await self.client.wait_event("conversation.replica.started_speaking", greeting_timeout)
-            if started is not None:
-                await self.client.wait_event("conversation.replica.stopped_speaking", greeting_timeout, since=started[0])
+            self.client = await join({"conversation_url": self.conversation_url}, receive_video=self.receive_video)
+            self.greeting_heard = await wait_greeting(self.client, greeting_timeout)
 
         self._loop.run(run(), greeting_timeout * 2 + 60)
         return self
@@ -60,21 +60,16 @@ class ScriptedParticipant:
     def ask(self, audio: str | pathlib.Path | np.ndarray, sample_rate: int | None = None,
             reply_timeout: float = 90.0) -> Exchange:
         """Speak `audio` in real time, then wait for the replica's answer to start and to end."""
+        from cvi_lab.harness.call import spoken_turn
+
         if self.client is None:
             raise RuntimeError("join() first")
         client = self.client
-        greeted = bool(client.events("conversation.replica.stopped_speaking"))
 
         async def run() -> Exchange:
-            before = time.monotonic()
-            ended = await client.send_wav(audio, sample_rate)
-            ended = client.speech_ended_at or ended
-            started = await client.wait_event("conversation.replica.started_speaking", reply_timeout, since=before)
-            reply_at = await client.wait_first_voiced_after(ended, 5.0) if started is not None else None
-            if started is not None:
-                await client.wait_event("conversation.replica.stopped_speaking", reply_timeout, since=started[0])
-            kinds = [e.get("event_type", "?") for _, e in client.events(since=before) if isinstance(e, dict)]
-            return Exchange(greeted, ended, reply_at, kinds)
+            turn = await spoken_turn(client, audio, sample_rate, timeout=reply_timeout)
+            kinds = [e.get("event_type", "?") for _, e in client.events(since=turn["sent_at"]) if isinstance(e, dict)]
+            return Exchange(self.greeting_heard, turn["speech_end"], turn["first_voiced"], kinds)
 
         return self._loop.run(run(), reply_timeout * 2 + 60)
 
