@@ -157,7 +157,7 @@ async def bench_tts(stage, audio, repeats):
         durs.append(dur)
     total, dur = statistics.median(totals), statistics.median(durs)
     return {"rtf": total / dur if dur else None, "per_call_ms": total * 1000, "first_output_ms": statistics.median(ttfas) * 1000,
-            "detail": f"time to first audio chunk; {dur:.1f} s of audio at {getattr(stage, 'sample_rate', '?')} Hz"}  # fmt: skip
+            "detail": f"time to first audio chunk; {dur:.1f} s of audio at {stage.sample_rate} Hz"}  # fmt: skip
 
 
 BENCH = {"vad": bench_vad, "turn": bench_turn, "asr": bench_asr, "llm": bench_llm, "tts": bench_tts}

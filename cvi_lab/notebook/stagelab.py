@@ -170,7 +170,7 @@ class StageLab:
                 first = first if first is not None else time.perf_counter() - t0
                 chunks.append(chunk)
             total = time.perf_counter() - t0
-            rate = chunks[0].sample_rate if chunks else int(getattr(stage, "sample_rate", 22050))
+            rate = chunks[0].sample_rate if chunks else int(stage.sample_rate)
             samples = np.concatenate([c.samples for c in chunks]).astype(np.float32) if chunks else np.zeros(0, np.float32)
             return Speech(samples, rate, text, tts, chunks, (first or 0.0) * 1000, total * 1000)
 
