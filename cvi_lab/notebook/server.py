@@ -2,8 +2,9 @@
 
 Why in the kernel: one `start_server()` gives the notebook the same API `cvi-lab serve` gives, bound to
 loopback (so the meeting page in an iframe may use the microphone), plus direct reads the REST API does not
-offer yet: per-turn latency records from the store and the engine's live events (speaking state).
-`connect(url)` is the other way in: the REST API only.
+offer yet: per-turn latency records from the store and the engine's live events (speaking state). The server
+is the harness's `InProcessServer` (cvi_lab/harness/server.py), run on a background loop thread because the
+kernel's own loop is busy. `connect(url)` is the other way in: the REST API only.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class RemoteServer:
 
 
 class LocalServer(RemoteServer):
-    """`create_app(cfg)` served on 127.0.0.1 (a free port by default) from a background loop thread."""
+    """The harness's `InProcessServer` on 127.0.0.1 (a free port by default), run from a background loop
+    thread; `live=False` serves the API only."""
 
     in_process: bool = True
 
