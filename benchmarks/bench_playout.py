@@ -60,11 +60,11 @@ class Tap:
         self._speaking = False
 
     def install(self) -> None:
-        from cvi_lab.transport import media, room
+        from cvi_lab.transport import outbound, room
 
         tap = self
         fan, bc = room.Room._fan_out, room.Room.broadcast
-        recv, push, vnext = media.OutboundAudioTrack.recv, media.OutboundAudioTrack.push, media.OutboundVideoTrack._next_frame
+        recv, push, vnext = outbound.OutboundAudioTrack.recv, outbound.OutboundAudioTrack.push, outbound.OutboundVideoTrack._next_frame
 
         def _fan_out(self, frame):
             peer = next(iter(self.peers.values()), None)
@@ -98,8 +98,8 @@ class Tap:
             return frame
 
         room.Room._fan_out, room.Room.broadcast = _fan_out, broadcast
-        media.OutboundAudioTrack.recv, media.OutboundAudioTrack.push = recv_, push_
-        media.OutboundVideoTrack._next_frame = vnext_
+        outbound.OutboundAudioTrack.recv, outbound.OutboundAudioTrack.push = recv_, push_
+        outbound.OutboundVideoTrack._next_frame = vnext_
 
 
 def onset(pcm: np.ndarray, threshold: float) -> int | None:
