@@ -20,7 +20,7 @@ from cvi_lab.lab.metrics import TurnResult
 from cvi_lab.lab.runner import ModeUnavailable, RunResult, participant_audio, stage_layers
 
 log = logging.getLogger("cvi_lab.lab")
-SILENCE_END_S = 0.6  # received audio quiet this long = the replica stopped (participant's view)
+SILENCE_END_S = 0.6  # received audio quiet this long after a barge-in = the replica stopped (participant's view)
 
 
 def _server_cfg(cfg: Any, out_dir: Path) -> Any:
@@ -75,7 +75,7 @@ async def _persona(http, choices: dict[str, str]) -> str:
 
 async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, result: RunResult,
                 out_dir: Path, record_video: bool, bar) -> None:
-    from cvi_lab.harness.call import join, spoken_turn, wait_greeting
+    from cvi_lab.harness.call import join, spoken_turn, wait_greeting, wait_replica_done
     from cvi_lab.transport.heard import RATE
 
     body: dict[str, Any] = {"persona_id": persona_id, "conversation_name": f"lab {script.id}",
@@ -109,7 +109,8 @@ async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, 
             if first is not None and nxt is not None and nxt.barge_in_after_s is not None:
                 await asyncio.sleep(max(0.0, first + nxt.barge_in_after_s - time.monotonic()))
                 continue  # talk over the reply
-            await _wait_quiet(client, first or time.monotonic(), max_reply)
+            if first is not None:  # the whole answer, its utterance event included, before the next question
+                await wait_replica_done(client, first, max_reply)
         await asyncio.sleep(0.3)
     finally:
         await client.leave()
@@ -118,14 +119,6 @@ async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, 
     _collect(script, client, sent, result, RATE)
     if record_video and images:
         _video(client, images, result, out_dir, script)
-
-
-async def _wait_quiet(client, since: float, timeout: float) -> None:
-    """Until the replica's audio has been quiet for SILENCE_END_S after `since` (or `timeout`)."""
-    def quiet() -> bool:
-        last = client.last_voiced_between(since)
-        return time.monotonic() - (last or since) >= SILENCE_END_S and (last is not None or time.monotonic() - since > 3)
-    await client.wait_for(quiet, timeout)
 
 
 def _collect(script: Script, client, sent, result: RunResult, rate: int) -> None:
