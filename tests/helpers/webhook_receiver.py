@@ -37,9 +37,8 @@ class WebhookReceiver:
         app.router.add_post(self.path, self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        port = self._runner.addresses[0][1]  # the free port bound
         self.url = f"http://127.0.0.1:{port}{self.path}"
         return self
 
