@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from cvi_lab.calls.room import CallRoom, MemberKind
 from cvi_lab.calls.runtime import RuntimeFactory  # noqa: F401 - api/app.py imports it from here until it moves
@@ -72,6 +72,11 @@ class Call:
     async def replica_artifacts(self) -> dict[str, Any]:
         """Built replica artifacts (builder dict + "dir"); built on first use for the default replica."""
         return await self.manager.replicas.ensure_artifacts(self.replica["replica_id"])
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Background work of the call that may outlive it (e.g. finishing the recording), tracked by the
+        manager: `drain()` waits for it, shutdown cancels what is left."""
+        self.manager.spawn(coro)
 
     def request_end(self, reason: str) -> None:
         """End the call from inside (e.g. an engine error); returns at once, the end runs as a task."""

@@ -137,7 +137,7 @@ class EngineRuntime:
                 await asyncio.wait_for(self._recording_task, 2.0)
         if self.recorder is not None:
             # in the background: the end of the call does not wait for the encoder's tail
-            self.call.manager.spawn(self._finish_recording(self.recorder))
+            self.call.spawn(self._finish_recording(self.recorder))
             self.recorder = None
 
 
