@@ -9,6 +9,7 @@ from cvi_lab.calls.room import RoomClosed, RoomFull
 from cvi_lab.domain.conversation import ConversationCreate, ShutdownReason
 from cvi_lab.domain.errors import LimitReached, Unavailable
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from tests.calls.runtime_standin import RecordingRuntime
 
 
 def req(**kw) -> ConversationCreate:
@@ -147,50 +148,6 @@ async def test_orphans_from_a_killed_run_are_resolved_at_start(make_env, clock):
     rec = m.get(cid)
     assert rec["status"] == "ended" and rec["shutdown_reason"] == ShutdownReason.SERVER_RESTART
     assert rec["usage_seconds"] == pytest.approx(7.0)
-
-
-class RecordingRuntime:
-    """A `ConversationRuntime` that logs what the calls layer tells it; its system message changes with the
-    turns, as an engine's does (context updates), so the transcript must read it, not rebuild it."""
-
-    def __init__(self, call, room, cfg, log, fail=False):
-        self.call, self.log, self.fail = call, log, fail
-        self.prompt = f"You are a test. {call.record['conversational_context']}"
-        self.audio: list[tuple[str, int]] = []
-        self.sinks: list = []
-
-    async def start(self):
-        self.log.append(("start", self.call.room.replica_present))
-        if self.fail:
-            raise RuntimeError("model weights missing")
-
-    async def stop(self, reason):
-        self.call.add_event("conversation.utterance", {"role": "replica", "speech": "Bye now."})
-        self.prompt += " It is Tuesday now."  # the last turn's prompt
-        self.log.append(("stop", reason))
-
-    async def participant_joined(self, pid, kind):
-        self.log.append(("joined", pid, kind))
-
-    async def participant_left(self, pid, kind, reason):
-        self.log.append(("left", pid, reason))
-
-    def participant_audio(self, pid, pcm):
-        self.audio.append((pid, len(pcm)))
-
-    async def interaction(self, pid, message):
-        self.log.append(("interaction", pid, message))
-
-    async def outgoing(self):
-        return
-        yield
-
-    def subscribe(self, send):
-        self.sinks.append(send)
-        return lambda: self.sinks.remove(send)
-
-    def system_message(self):
-        return self.prompt
 
 
 async def test_runtime_factory_hooks(make_env):
