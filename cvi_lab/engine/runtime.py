@@ -141,13 +141,18 @@ class EngineRuntime:
             self.recorder = None
 
 
-def engine_runtime(call: Call, room: CallRoom, cfg: Any) -> EngineRuntime:
-    """The `RuntimeFactory` the calls layer registers."""
-    return EngineRuntime(call, cfg)
+class EngineRuntimeFactory:
+    """The `RuntimeFactory` (and `ClosableRuntimeFactory`) the calls layer registers: its runtimes share one
+    stage pool, closed at server shutdown."""
+
+    def __init__(self, pool: StagePool) -> None:
+        self.pool = pool
+
+    def __call__(self, call: Call, room: CallRoom, cfg: Any) -> EngineRuntime:
+        return EngineRuntime(call, cfg, self.pool)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
 
 
-async def _close_pool() -> None:
-    await POOL.aclose()
-
-
-engine_runtime.aclose = _close_pool  # the manager awaits it at server shutdown (calls/manager.py)
+engine_runtime = EngineRuntimeFactory(POOL)  # `server.runtimes: [cvi_lab.engine.runtime.engine_runtime]`
