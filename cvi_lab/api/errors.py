@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -50,7 +50,7 @@ def _accepted_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] 
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
         ann = current.model_fields[part].annotation
-        for arg in (getattr(ann, "__args__", None) or (ann,)):
+        for arg in (get_args(ann) or (ann,)):
             if isinstance(arg, type) and issubclass(arg, BaseModel):
                 current = arg
                 break
@@ -118,14 +118,14 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPRequestEntityTooLarge:
         limit = request.app["cfg"]["server"]["limits"]["max_body_bytes"]
         return error_response(413, f"the request body is larger than the {limit} bytes accepted")
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(405, f"method {request.method} is not allowed on {request.path}; allowed: {allowed}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         if exc.status == 404:
             return error_response(404, f"no route {request.method} {request.path}")
-        if exc.status == 405:
-            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-            return error_response(405, f"method {request.method} is not allowed on {request.path}; allowed: {allowed}")
         return error_response(exc.status, exc.text or exc.reason)
     except Exception:
         request.app["stats"]["internal_errors"] += 1

@@ -1,8 +1,8 @@
 """Installers that plug other layers into the server by conf (`server.installers: [dotted.path]`).
 
 `install_transport` mounts the WebRTC meeting routes (cvi_lab/transport) on the API app: the transport
-resolves a conversation to the `CallEndpoint` a runtime exposes (`manager.endpoint_for`), and closes its
-peers when the calls layer ends the conversation.
+resolves a conversation to the `CallEndpoint` the calls layer composes for it (`manager.endpoint_for`,
+cvi_lab/calls/endpoint.py), and closes its peers when the calls layer ends the conversation.
 """
 
 from __future__ import annotations

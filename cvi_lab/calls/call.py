@@ -1,37 +1,26 @@
-"""`Call`: one live conversation as the engine (a runtime) sees it, and the runtime contract.
+"""`Call`: one live conversation as its runtime (the engine) sees it, and where presence reaches the runtime.
 
-A runtime factory is registered with `ConversationManager.add_runtime_factory(factory)`; for each new
-conversation (not test_mode) the manager calls `factory(call, room, cfg)` and awaits `runtime.start()` while
-the replica waits in the room, and `runtime.stop(reason)` when the call ends. Optional runtime methods
-`on_participant_joined(participant_id, kind)` / `on_participant_left(participant_id, kind, reason)` (sync or
-async) receive presence, in order; an optional `endpoint` attribute (a transport `CallEndpoint`) is what
-`manager.endpoint_for(conversation_id)` returns.
+The manager builds a `Call` per conversation (not test_mode), gives it the runtime its `RuntimeFactory` makes
+(calls/runtime.py), and, once the runtime started, the endpoint the transport calls (calls/endpoint.py).
+Presence goes room first, runtime second: `participant_joined` joins the room (which may refuse: the error
+reaches the caller) and then tells the runtime, so the runtime never hears of someone the room refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Coroutine
 
-from cvi_lab.calls.room import Room
+from cvi_lab.calls.room import CallRoom, MemberKind
+from cvi_lab.calls.runtime import RuntimeFactory  # noqa: F401 - api/app.py imports it from here until it moves
 from cvi_lab.clock import TimerHandle
 from cvi_lab.domain.languages import LanguageRoute
 
 if TYPE_CHECKING:
+    from cvi_lab.calls.endpoint import ConversationEndpoint
     from cvi_lab.calls.manager import ConversationManager
-
-
-class Runtime(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self, reason: str) -> None: ...
-
-
-# A factory may also carry `async aclose()`: the manager awaits it at shutdown to release resources the
-# factory's runtimes share on the event loop (cvi_lab.engine.runtime.engine_runtime closes its stage pool).
-RuntimeFactory = Callable[["Call", Room, Any], Runtime]
+    from cvi_lab.calls.runtime import ConversationRuntime
 
 
 @dataclass(eq=False)
@@ -40,17 +29,15 @@ class Call:
     record: dict[str, Any]  # the stored conversation at creation
     persona: dict[str, Any]
     replica: dict[str, Any]
-    system_message: str  # persona system prompt + persona context + conversational context
     language: LanguageRoute
-    room: Room
+    room: CallRoom
     started_mono: float
     manager: "ConversationManager"
-    runtimes: list[Any] = field(default_factory=list)
+    runtime: "ConversationRuntime | None" = None  # None when the server registers no runtime factory
+    endpoint: "ConversationEndpoint | None" = None  # set once the runtime has started
     timers: dict[str, TimerHandle] = field(default_factory=dict)
     ending: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    _queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    _consumer: asyncio.Task | None = None
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -72,8 +59,12 @@ class Call:
         """The call's recording is written (after the end): stored, shown on the record, sent as a webhook."""
         self.manager.recording_ready(self.conversation_id, path, duration)
 
+    def system_message(self) -> str | None:
+        """What the LLM saw as its system message on the latest turn; None without a runtime."""
+        return self.runtime.system_message() if self.runtime is not None else None
+
     def transcript(self) -> list[dict[str, str]]:
-        return self.manager.transcript(self.conversation_id)
+        return self.manager.transcript(self.conversation_id, self.system_message())
 
     def elapsed(self) -> float:
         return self.manager.clock.monotonic() - self.started_mono
@@ -82,32 +73,24 @@ class Call:
         """Built replica artifacts (builder dict + "dir"); built on first use for the default replica."""
         return await self.manager.replicas.ensure_artifacts(self.replica["replica_id"])
 
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Background work of the call that may outlive it (e.g. finishing the recording), tracked by the
+        manager: `drain()` waits for it, shutdown cancels what is left."""
+        self.manager.spawn(coro)
+
     def request_end(self, reason: str) -> None:
         """End the call from inside (e.g. an engine error); returns at once, the end runs as a task."""
         self.manager.spawn(self.manager.end(self.conversation_id, reason))
 
-    # -------------------------------------------------------- ordered runtime notifications
-    def notify(self, method: str, *args: Any) -> None:
-        if self._consumer is None:
-            self._consumer = asyncio.get_running_loop().create_task(self._consume())
-        self._queue.put_nowait((method, args))
+    # -------------------------------------------------------- presence: room, then runtime
+    async def participant_joined(self, participant_id: str, kind: MemberKind = "participant") -> None:
+        """Join the room (raises RoomFull / RoomClosed if refused), then tell the runtime once."""
+        if self.room.join(participant_id, kind) and self.runtime is not None and not self.ending:
+            await self.runtime.participant_joined(participant_id, kind)
 
-    async def _consume(self) -> None:
-        while True:
-            method, args = await self._queue.get()
-            for runtime in list(self.runtimes):
-                fn: Callable[..., Any] | None = getattr(runtime, method, None)
-                if fn is None:
-                    continue
-                try:
-                    result = fn(*args)
-                    if inspect.isawaitable(result):
-                        await result
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a runtime's bug must not stop presence handling
-                    self.manager.log.exception("runtime %s.%s failed", type(runtime).__name__, method)
-
-    def stop_notifications(self) -> None:
-        if self._consumer is not None:
-            self._consumer.cancel()
+    async def participant_left(self, participant_id: str, reason: str = "left") -> None:
+        kind = self.room.members.get(participant_id)
+        if kind is None or not self.room.leave(participant_id, reason):
+            return
+        if self.runtime is not None and not self.ending:
+            await self.runtime.participant_left(participant_id, kind, reason)

@@ -14,14 +14,16 @@ import logging
 import secrets
 from typing import Any, Callable, Coroutine, Mapping
 
-from cvi_lab.calls.call import Call, RuntimeFactory
+from cvi_lab.calls.call import Call
+from cvi_lab.calls.endpoint import ConversationEndpoint
 from cvi_lab.calls.replicas import ReplicaService
-from cvi_lab.calls.room import PresenceEvent, Room
+from cvi_lab.calls.room import CallRoom, MemberKind, PresenceEvent
+from cvi_lab.calls.runtime import ClosableRuntimeFactory, RuntimeFactory
 from cvi_lab.calls.settings import server_settings
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock, TimerHandle
 from cvi_lab.domain.conversation import (
-    Conversation, ConversationCreate, ConversationCreated, ShutdownReason, TurnRecord, system_message,
+    Conversation, ConversationCreate, ConversationCreated, ShutdownReason, TurnRecord,
 )
 from cvi_lab.domain.errors import InvalidInput, LimitReached, NotFound, Unavailable
 from cvi_lab.domain.ids import CONVERSATION, new_id
@@ -54,7 +56,7 @@ class ConversationManager:
         self.heartbeat_s = float(usage.get("heartbeat_s", 2.0))
         self.runtime_stop_timeout_s = float(server.get("runtime_stop_timeout_s", 10.0))
         self.live: dict[str, Call] = {}
-        self._factories: list[RuntimeFactory] = []
+        self._factory: RuntimeFactory | None = None
         self._end_listeners: list[Callable[[str, str], Any]] = []
         self._tasks: set[asyncio.Task] = set()
         self._heartbeat: TimerHandle | None = None
@@ -62,8 +64,12 @@ class ConversationManager:
 
     # ------------------------------------------------------------ wiring
     def add_runtime_factory(self, factory: RuntimeFactory) -> None:
-        """`factory(call, room, cfg)` -> object with async start()/stop(reason); see calls/call.py."""
-        self._factories.append(factory)
+        """`factory(call, room, cfg)` -> the `ConversationRuntime` of each new call (calls/runtime.py).
+        A conversation has one runtime: registering a second factory is a configuration error."""
+        if self._factory is not None:
+            raise ValueError(f"a runtime factory is already registered ({self._factory!r}); a conversation "
+                             f"has one runtime, so server.runtimes takes one entry")
+        self._factory = factory
 
     def add_end_listener(self, listener: Callable[[str, str], Any]) -> None:
         """`listener(conversation_id, shutdown_reason)` (sync or async) after a live call ended, e.g. the
@@ -84,21 +90,17 @@ class ConversationManager:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def room(self, conversation_id: str) -> Room | None:
+    def room(self, conversation_id: str) -> CallRoom | None:
         call = self.live.get(conversation_id)
         return call.room if call else None
 
     def call(self, conversation_id: str) -> Call | None:
         return self.live.get(conversation_id)
 
-    def endpoint_for(self, conversation_id: str) -> Any | None:
-        """The transport's `CallEndpoint` for a live call, when a runtime provides one."""
+    def endpoint_for(self, conversation_id: str) -> ConversationEndpoint | None:
+        """The transport's `CallEndpoint` for a live call whose runtime has started (the transport's resolve)."""
         call = self.live.get(conversation_id)
-        for runtime in call.runtimes if call else ():
-            endpoint = getattr(runtime, "endpoint", None)
-            if endpoint is not None:
-                return endpoint
-        return None
+        return call.endpoint if call is not None and not call.ending else None
 
     def authorize(self, conversation_id: str, meeting_token: str | None) -> str | None:
         """None if someone may join the meeting now; else why not (unknown, ended, token, full)."""
@@ -106,6 +108,8 @@ class ConversationManager:
         if call is None:
             record = self.store.get_conversation(conversation_id)
             return "unknown conversation" if record is None else "the conversation has ended"
+        if call.ending:
+            return "the conversation has ended"
         if call.record["require_auth"]:
             if not meeting_token or not secrets.compare_digest(meeting_token, call.record["meeting_token"] or ""):
                 return "a valid meeting_token is required"
@@ -147,13 +151,11 @@ class ConversationManager:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for factory in self._factories:  # a runtime's shared, loop-bound resources (optional `aclose`)
-            close = getattr(factory, "aclose", None)
-            if close is not None:
-                try:
-                    await close()
-                except Exception:  # noqa: BLE001
-                    self.log.warning("closing runtime factory %r failed", factory, exc_info=True)
+        if isinstance(self._factory, ClosableRuntimeFactory):  # the runtimes' shared, loop-bound resources
+            try:
+                await self._factory.aclose()
+            except Exception:  # noqa: BLE001
+                self.log.warning("closing runtime factory %r failed", self._factory, exc_info=True)
 
     def _schedule_heartbeat(self) -> None:
         if not self._closed and self.heartbeat_s > 0:
@@ -196,9 +198,8 @@ class ConversationManager:
             raise LimitReached(f"{CONCURRENCY_MESSAGE} ({self.max_concurrent}); end one to start another")
         record = self.store.insert_conversation(cid, fields)
         call = Call(
-            conversation_id=cid, record=record, persona=persona, replica=replica,
-            system_message=system_message(persona, req.conversational_context), language=language,
-            room=Room(cid, req.max_participants), started_mono=self.clock.monotonic(), manager=self,
+            conversation_id=cid, record=record, persona=persona, replica=replica, language=language,
+            room=CallRoom(cid, req.max_participants), started_mono=self.clock.monotonic(), manager=self,
         )
         self.live[cid] = call
         self.store.start_usage(cid)
@@ -209,10 +210,10 @@ class ConversationManager:
             props.max_call_duration, lambda: self._timeout(cid, ShutdownReason.MAX_CALL_DURATION))
         call.room.subscribe(lambda ev: self._on_presence(call, ev))
         try:
-            for factory in self._factories:
-                call.runtimes.append(factory(call, call.room, self.cfg))
-            for runtime in call.runtimes:
+            if self._factory is not None:
+                runtime = call.runtime = self._factory(call, call.room, self.cfg)
                 await runtime.start()
+                call.endpoint = ConversationEndpoint(call, runtime)
         except Exception as exc:
             self.log.exception("conversation %s failed to start", cid)
             await self.end(cid, ShutdownReason.STARTUP_FAILED)
@@ -244,10 +245,8 @@ class ConversationManager:
                 if timer:
                     timer.cancel()
             self.store.add_event(cid, "system.participant_joined", props)
-            call.notify("on_participant_joined", ev.participant_id, ev.participant_kind)
         else:
             self.store.add_event(cid, "system.participant_left", {**props, "reason": ev.reason})
-            call.notify("on_participant_left", ev.participant_id, ev.participant_kind, ev.reason)
             if ev.participants == 0:
                 delay = call.properties["participant_left_timeout"]
                 if delay <= 0:
@@ -261,17 +260,19 @@ class ConversationManager:
         if call is not None and not call.ending:
             self.spawn(self.end(cid, reason, at=self.clock.monotonic()))
 
-    async def participant_joined(self, conversation_id: str, participant_id: str, kind: str = "participant") -> None:
-        """Async convenience for the transport: join the room of a live call (raises RoomError if refused)."""
-        room = self.room(conversation_id)
-        if room is None:
+    async def participant_joined(
+        self, conversation_id: str, participant_id: str, kind: MemberKind = "participant"
+    ) -> None:
+        """Join a live call without the transport (tests, scripts); raises RoomError if refused."""
+        call = self.live.get(conversation_id)
+        if call is None:
             raise NotFound(f"conversation_id {conversation_id!r} is not live")
-        room.join(participant_id, kind)  # type: ignore[arg-type]
+        await call.participant_joined(participant_id, kind)
 
     async def participant_left(self, conversation_id: str, participant_id: str, reason: str = "left") -> None:
-        room = self.room(conversation_id)
-        if room is not None:
-            room.leave(participant_id, reason)
+        call = self.live.get(conversation_id)
+        if call is not None:
+            await call.participant_left(participant_id, reason)
 
     # ------------------------------------------------------------ end, delete
     async def end(
@@ -286,23 +287,24 @@ class ConversationManager:
             await call.ended.wait()
             return self.get(conversation_id)
         call.ending = True
+        system: str | None = None
         try:
             for timer in call.timers.values():
                 timer.cancel()
             seconds = (at if at is not None else self.clock.monotonic()) - call.started_mono
             self.store.end_usage(conversation_id, seconds)
-            for runtime in call.runtimes:
+            if call.runtime is not None:
                 try:
-                    await asyncio.wait_for(runtime.stop(reason), self.runtime_stop_timeout_s)
+                    await asyncio.wait_for(call.runtime.stop(reason), self.runtime_stop_timeout_s)
                 except Exception:
-                    self.log.exception("runtime %s did not stop cleanly", type(runtime).__name__)
+                    self.log.exception("runtime %s did not stop cleanly", type(call.runtime).__name__)
+                system = self._final_system_message(call)
             call.room.close(reason)
         finally:
-            call.stop_notifications()
             self.live.pop(conversation_id, None)  # frees the concurrency spot
             record = self.store.get_conversation(conversation_id)
             if record is not None:
-                self._finish_record(record, reason)
+                self._finish_record(record, reason, system)
             call.ended.set()
         for listener in list(self._end_listeners):
             try:
@@ -313,7 +315,17 @@ class ConversationManager:
                 self.log.exception("end listener %r failed", listener)
         return self.get(conversation_id)
 
-    def _finish_record(self, record: dict[str, Any], reason: str) -> None:
+    def _final_system_message(self, call: Call) -> str | None:
+        """The system message the LLM saw last, read once the runtime stopped (no later turn can change it)."""
+        try:
+            return call.system_message()
+        except Exception:  # noqa: BLE001 - a runtime's bug must not keep the call from ending
+            self.log.exception("runtime %s could not give its system message", type(call.runtime).__name__)
+            return None
+
+    def _finish_record(self, record: dict[str, Any], reason: str, system_message: str | None = None) -> None:
+        """Ended: status, system.shutdown, the transcript webhook (`system_message`: what the LLM saw; None
+        when no runtime ran the call, or a killed run's orphan, whose prompt died with it)."""
         cid = record["conversation_id"]
         self.store.update_conversation(cid, status="ended", shutdown_reason=reason, ended_at=self.store.now())
         props = {"replica_id": record["replica_id"], "shutdown_reason": reason}
@@ -321,7 +333,7 @@ class ConversationManager:
         url = record.get("callback_url")
         self.webhooks.send(cid, url, "system.shutdown", props)
         self.webhooks.send(cid, url, "application.transcription_ready", {
-            "replica_id": record["replica_id"], "transcript": self.transcript(cid),
+            "replica_id": record["replica_id"], "transcript": self.transcript(cid, system_message),
         })
 
     def recording_ready(self, conversation_id: str, path: str, duration: float) -> None:
@@ -368,15 +380,12 @@ class ConversationManager:
         rows = self.store.turn_metrics(conversation_id)
         return {"data": [TurnRecord.model_validate(r).model_dump() for r in rows], "total_count": len(rows)}
 
-    def transcript(self, conversation_id: str) -> list[dict[str, str]]:
-        """[{role, content}] with the system message first (the shape of application.transcription_ready)."""
-        record = self.store.get_conversation(conversation_id)
+    def transcript(self, conversation_id: str, system_message: str | None) -> list[dict[str, str]]:
+        """[{role, content}]: `system_message` first (what the LLM saw; see `Call.system_message`), then the
+        stored utterances (the shape of application.transcription_ready)."""
         out: list[dict[str, str]] = []
-        if record is not None:
-            persona = self.store.get_persona(record["persona_id"]) or {}
-            call = self.live.get(conversation_id)
-            system = call.system_message if call else system_message(persona, record.get("conversational_context"))
-            out.append({"role": "system", "content": system})
+        if system_message is not None:
+            out.append({"role": "system", "content": system_message})
         for ev in self.store.events(conversation_id):
             if ev["event_type"] != "conversation.utterance":
                 continue

@@ -1,4 +1,4 @@
-"""A call's room: who is present, the participant cap, and presence events.
+"""`CallRoom`, a call's presence state: who is present, the participant cap, and presence events.
 
 Pure state, no timers or I/O: the transport (or a test) calls `join` / `leave`; listeners (the manager)
 turn the events into timers, stored events and runtime notifications. The replica is a member of kind
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-Kind = Literal["replica", "participant", "observer", "client"]
+MemberKind = Literal["replica", "participant", "observer", "client"]
 
 
 class RoomError(Exception):
@@ -30,7 +30,7 @@ class RoomClosed(RoomError):
 class PresenceEvent:
     kind: Literal["participant_joined", "participant_left", "room_closed"]
     participant_id: str | None
-    participant_kind: str | None
+    participant_kind: MemberKind | None
     reason: str | None
     participants: int  # non-replica members present after the event
 
@@ -38,11 +38,13 @@ class PresenceEvent:
 Listener = Callable[[PresenceEvent], None]
 
 
-class Room:
+class CallRoom:
+    """Who is in one call (the replica included) and whether someone else may join."""
+
     def __init__(self, conversation_id: str, max_participants: int | None = None) -> None:
         self.conversation_id = conversation_id
         self.max_participants = max_participants
-        self.members: dict[str, str] = {}  # participant_id -> kind
+        self.members: dict[str, MemberKind] = {}  # participant_id -> kind
         self.closed = False
         self.ever_joined = False  # a non-replica member has been present at some point
         self._listeners: list[Listener] = []
@@ -74,7 +76,7 @@ class Room:
             return f"the room is full (max_participants {self.max_participants}, the replica counts as one)"
         return None
 
-    def join(self, participant_id: str, kind: Kind = "participant") -> bool:
+    def join(self, participant_id: str, kind: MemberKind = "participant") -> bool:
         """Adds a member; False if already present (idempotent). Raises RoomFull / RoomClosed."""
         reason = self.can_join(participant_id)
         if reason:

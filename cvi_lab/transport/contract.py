@@ -22,9 +22,10 @@ class CallEndpoint(Protocol):
     """One live conversation as seen by the transport."""
 
     conversation_id: str
-
-    # Optional attributes the meeting page reads through GET /meet/{id}/info (getattr with defaults):
-    # captions_enabled: bool, greenscreen: bool, require_auth: bool.
+    # What the meeting page shows (GET /meet/{id}/info), from the conversation's properties (SPEC §1):
+    captions_enabled: bool  # enable_closed_captions: show the utterance events as captions
+    greenscreen: bool  # apply_greenscreen: the replica's background is RGB [0, 255, 155]
+    require_auth: bool  # the page needs the meeting_token (?t=...)
 
     def authorize(self, meeting_token: str | None) -> str | None:
         """None if the participant may join; else the reason (e.g. bad token, room full, call ended).

@@ -1,4 +1,4 @@
-"""One conversation's peers: fan-out of the replica's frames and events, presence, the data channel.
+"""`PeerRoom`, one conversation's peers: fan-out of the replica's frames and events, presence, the data channel.
 
 Why a room: the engine produces ONE stream of frames and events per conversation, however many people are
 in the call, so the room is the single consumer of `endpoint.outgoing()` and the single event subscriber,
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cvi_lab.media import VideoFrame
 from cvi_lab.transport.contract import CallEndpoint
 from cvi_lab.transport.media import (
     RTP_AUDIO_RATE,
@@ -53,7 +54,7 @@ class PeerSettings:
 class Peer:
     """One participant's RTCPeerConnection and what the transport tracks about it."""
 
-    def __init__(self, room: "Room", participant_id: str, pc: Any, settings: PeerSettings) -> None:
+    def __init__(self, room: "PeerRoom", participant_id: str, pc: Any, settings: PeerSettings) -> None:
         self.room = room
         self.participant_id = participant_id
         self.pc = pc
@@ -183,7 +184,7 @@ class Peer:
             if not self.joined and not self.left:
                 self.joined = True
                 self.joined_at = time.monotonic()
-                self._spawn(self._call_endpoint("participant_joined"), "joined")
+                self._spawn(self._joined(), "joined")
         elif state == "disconnected":
             if self._grace is None:
                 self._grace = self._spawn(self._grace_then_leave(), "grace")
@@ -213,11 +214,17 @@ class Peer:
                 await self.close("disconnected")
                 return
 
-    async def _call_endpoint(self, name: str, *args) -> None:
+    async def _joined(self) -> None:
         try:
-            await getattr(self.endpoint, name)(self.participant_id, *args)
-        except Exception:
-            log.exception("endpoint.%s failed for %s", name, self.participant_id)
+            await self.endpoint.participant_joined(self.participant_id)
+        except Exception:  # e.g. the room is full: the peer stays connected but the call does not count it
+            log.exception("endpoint.participant_joined failed for %s", self.participant_id)
+
+    async def _left(self, reason: str) -> None:
+        try:
+            await self.endpoint.participant_left(self.participant_id, reason)
+        except Exception:  # leaving cannot be refused; keep closing
+            log.exception("endpoint.participant_left failed for %s", self.participant_id)
 
     async def close(self, reason: str, *, notify: bool = True) -> None:
         """Close the connection once; tell the endpoint the participant left if it had joined."""
@@ -229,7 +236,7 @@ class Peer:
         self.video_out.stop()
         if self.joined and not self.left and notify:
             self.left = True
-            await self._call_endpoint("participant_left", reason)
+            await self._left(reason)
         self.left = True
         await self._wait_flushed()
         current = asyncio.current_task()
@@ -258,7 +265,7 @@ def is_idle(frame) -> bool:
     return audio is None or len(audio) == 0 or not np.any(audio)
 
 
-class Room:
+class PeerRoom:
     """A conversation's peers, fed by one consumer of the endpoint's frames and one event subscription."""
 
     def __init__(self, endpoint: CallEndpoint, settings: PeerSettings) -> None:
@@ -313,10 +320,10 @@ class Room:
         except Exception:
             log.exception("outgoing stream of %s failed", self.conversation_id)
 
-    def _fan_out(self, frame) -> None:
+    def _fan_out(self, frame: VideoFrame) -> None:
         audio = frame.audio
         pcm48 = self._resampler.push(audio, frame.audio_rate) if audio is not None and len(audio) else None
-        cut = bool(getattr(frame, "interrupted", False))
+        cut = frame.interrupted
         if is_idle(frame):  # silence is not queued: the audio track makes it (see outbound.py)
             pcm48 = None
         elif frame.speaking and not self._speaking:

@@ -2,6 +2,9 @@
 
 Why one module: both ends must agree on the choices that make a call work offline (no STUN/TURN, host
 candidates only) and on the knobs that trade robustness for latency (audio jitter-buffer prefetch).
+
+The `getattr`/`setattr` on aiortc's private fields here patch an outside library that declares no such
+knobs; each one checks the field is there and logs when aiortc's internals changed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Routes (under `base_path`):
 - `GET  /meet/{conversation_id}`          the meeting page (404 page if the conversation is unknown/ended)
-- `GET  /meet/{conversation_id}/info`     JSON the page needs: captions on?, greenscreen?
+- `GET  /meet/{conversation_id}/info`     JSON the page needs: captions on?, greenscreen?, token needed?
 - `POST /meet/{conversation_id}/offer`    `{sdp, type: "offer", meeting_token?, participant_id?}` ->
                                           `{sdp, type: "answer", participant_id}`
 - `POST /meet/{conversation_id}/leave`    `{participant_id}`: the participant leaves (page fallback to the
@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from cvi_lab.transport.contract import CallEndpoint, ResolveEndpoint
-from cvi_lab.transport.room import Peer, PeerSettings, Room
+from cvi_lab.transport.room import Peer, PeerRoom, PeerSettings
 from cvi_lab.transport.rtc import (
     DEFAULT_AUDIO_PREFETCH,
     negotiated_codec,
@@ -61,7 +61,7 @@ def _static_text(name: str) -> str:
 
 
 class MeetingTransport:
-    """The transport of all live calls: signaling routes, one `Room` per conversation, shutdown.
+    """The transport of all live calls: signaling routes, one `PeerRoom` per conversation, shutdown.
 
     Settings are constructor arguments so the calls layer can fill them from conf."""
 
@@ -79,7 +79,7 @@ class MeetingTransport:
         self.peer_settings = peer_settings or PeerSettings()
         self.video_codec = video_codec
         self.audio_prefetch = audio_prefetch
-        self.rooms: dict[str, Room] = {}
+        self.rooms: dict[str, PeerRoom] = {}
         self._closed_ids: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle (called by the calls layer)
@@ -152,9 +152,9 @@ class MeetingTransport:
         return web.json_response(
             {
                 "conversation_id": cid,
-                "captions_enabled": bool(getattr(endpoint, "captions_enabled", False)),
-                "greenscreen": bool(getattr(endpoint, "greenscreen", False)),
-                "require_auth": bool(getattr(endpoint, "require_auth", False)),
+                "captions_enabled": endpoint.captions_enabled,
+                "greenscreen": endpoint.greenscreen,
+                "require_auth": endpoint.require_auth,
             }
         )
 
@@ -204,7 +204,7 @@ class MeetingTransport:
         pid = pid or "p" + uuid.uuid4().hex[:16]
         room = self.rooms.get(cid)
         if room is None:
-            room = self.rooms[cid] = Room(endpoint, self.peer_settings)
+            room = self.rooms[cid] = PeerRoom(endpoint, self.peer_settings)
         old = room.peers.get(pid)
         if old is not None:  # the same participant reconnecting: the newer connection wins
             await old.close("closed")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cvi_lab.calls.room import RoomClosed, RoomFull
 from cvi_lab.domain.conversation import ConversationCreate, ShutdownReason
 from cvi_lab.domain.errors import LimitReached, Unavailable
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from tests.calls.runtime_standin import RecordingRuntime
 
 
 def req(**kw) -> ConversationCreate:
@@ -148,27 +150,6 @@ async def test_orphans_from_a_killed_run_are_resolved_at_start(make_env, clock):
     assert rec["usage_seconds"] == pytest.approx(7.0)
 
 
-class RecordingRuntime:
-    def __init__(self, call, room, cfg, log, fail=False):
-        self.call, self.log, self.fail = call, log, fail
-        self.endpoint = f"endpoint-{call.conversation_id}"
-
-    async def start(self):
-        self.log.append(("start", self.call.room.replica_present))
-        if self.fail:
-            raise RuntimeError("model weights missing")
-
-    async def stop(self, reason):
-        self.call.add_event("conversation.utterance", {"role": "replica", "speech": "Bye now."})
-        self.log.append(("stop", reason))
-
-    async def on_participant_joined(self, pid, kind):
-        self.log.append(("joined", pid, kind))
-
-    def on_participant_left(self, pid, kind, reason):
-        self.log.append(("left", pid, reason))
-
-
 async def test_runtime_factory_hooks(make_env):
     log: list = []
     app = await make_env(runtime_factories=[lambda call, room, cfg: RecordingRuntime(call, room, cfg, log)])
@@ -176,8 +157,8 @@ async def test_runtime_factory_hooks(make_env):
     cid = (await m.create(req(conversational_context="It is Monday.",
                               properties={"participant_left_timeout": 5})))["conversation_id"]
     call = m.call(cid)
-    assert m.endpoint_for(cid) == f"endpoint-{cid}"
-    assert call.system_message.endswith("It is Monday.")
+    assert m.endpoint_for(cid) is call.endpoint and call.endpoint.runtime is call.runtime
+    assert call.transcript()[0] == {"role": "system", "content": "You are a test. It is Monday."}
     assert call.language.code == "en"
     await m.participant_joined(cid, "alice")
     call.add_event("conversation.utterance", {"role": "user", "speech": "Hello?"})
@@ -187,10 +168,61 @@ async def test_runtime_factory_hooks(make_env):
     assert log == [("start", False), ("joined", "alice", "participant"), ("left", "alice", "disconnected"),
                    ("stop", ShutdownReason.END_ENDPOINT)]
     assert m.endpoint_for(cid) is None
-    transcript = m.transcript(cid)
-    assert transcript[0]["role"] == "system" and transcript[0]["content"].endswith("It is Monday.")
-    assert transcript[1:] == [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Bye now."}]
     assert m.store.turn_metrics(cid)[0]["metrics"] == {"response_latency_s": 0.61}
+
+
+async def test_endpoint_goes_straight_to_the_room_and_the_runtime(make_env):
+    """The transport's endpoint: presence through the call's room (timers, stored events, refusals) and then
+    the runtime; media and interactions to the runtime; what the meeting page shows from the properties."""
+    log: list = []
+    app = await make_env(runtime_factories=[lambda call, room, cfg: RecordingRuntime(call, room, cfg, log)])
+    m = app["manager"]
+    created = await m.create(req(max_participants=2, require_auth=True, properties={"enable_closed_captions": True}))
+    cid, token = created["conversation_id"], created["meeting_token"]
+    endpoint = m.endpoint_for(cid)
+    assert (endpoint.captions_enabled, endpoint.greenscreen, endpoint.require_auth) == (True, False, True)
+    assert endpoint.authorize(None) == "a valid meeting_token is required"
+    assert endpoint.authorize(token) is None
+    await endpoint.participant_joined("alice")
+    assert m.room(cid).members["alice"] == "participant"
+    assert endpoint.authorize(token).startswith("the room is full")
+    with pytest.raises(RoomFull):  # refused by the room: the runtime never hears of bob
+        await endpoint.participant_joined("bob")
+    endpoint.participant_audio("alice", np.zeros(320, np.int16))
+    await endpoint.interaction("alice", {"event_type": "conversation.respond"})
+    await endpoint.participant_left("alice", "left")
+    await endpoint.participant_left("alice", "left")  # once only
+    assert log[1:] == [("joined", "alice", "participant"), ("interaction", "alice", {"event_type": "conversation.respond"}),
+                       ("left", "alice", "left")]
+    assert endpoint.runtime.audio == [("alice", 320)]
+    stored = [e["event_type"] for e in m.store.events(cid)]
+    assert stored.count("system.participant_joined") == 1 and stored.count("system.participant_left") == 1
+    await m.end(cid)
+    assert m.endpoint_for(cid) is None and endpoint.authorize(token) == "the conversation has ended"
+
+
+async def test_transcript_webhook_starts_with_what_the_llm_saw_last(make_env):
+    """application.transcription_ready: the runtime's system message read after it stopped, not a rebuild."""
+    app = await make_env(runtime_factories=[lambda call, room, cfg: RecordingRuntime(call, room, cfg, [])])
+    m = app["manager"]
+    cid = (await m.create(req(conversational_context="It is Monday.", callback_url="http://127.0.0.1:9/hook")))[
+        "conversation_id"]
+    await m.end(cid)
+    ready, = [d for d in m.store.deliveries(cid) if d["event_type"] == "application.transcription_ready"]
+    transcript = ready["payload"]["properties"]["transcript"]
+    assert transcript == [{"role": "system", "content": "You are a test. It is Monday. It is Tuesday now."},
+                          {"role": "assistant", "content": "Bye now."}]
+
+
+def test_a_conversation_has_one_runtime(tmp_path):
+    from cvi_lab.api.app import create_app
+    from tests.helpers.config import make_cfg
+
+    def factory(call, room, cfg):
+        return RecordingRuntime(call, room, cfg, [])
+
+    with pytest.raises(ValueError, match="a conversation has one runtime"):
+        create_app(make_cfg(tmp_path), runtime_factories=[factory, factory])
 
 
 async def test_runtime_start_failure_ends_the_call_and_frees_the_spot(make_env):
@@ -236,9 +268,9 @@ async def test_end_listeners_run_after_the_end_and_errors_do_not_break_it(make_e
     assert rec["status"] == "ended" and seen == [(cid, ShutdownReason.END_ENDPOINT, True)]
 
 
-async def test_shutdown_ends_live_calls_then_closes_runtime_factories(make_env):
+async def test_shutdown_ends_live_calls_then_closes_the_runtime_factory(make_env):
     """A factory's `aclose` (shared, loop-bound resources such as an LLM's HTTP session) runs at shutdown,
-    after its live calls stopped; a factory whose close fails does not keep the others from closing."""
+    after its live calls stopped; a factory whose close fails does not break the shutdown."""
     log: list = []
 
     def factory(call, room, cfg):
@@ -247,15 +279,23 @@ async def test_shutdown_ends_live_calls_then_closes_runtime_factories(make_env):
     async def close():
         log.append(("factory closed",))
 
-    async def broken_close():
-        raise RuntimeError("boom")
-
-    def broken(call, room, cfg):
-        return RecordingRuntime(call, room, cfg, [])
-
-    factory.aclose, broken.aclose = close, broken_close
-    app = await make_env(runtime_factories=[broken, factory])
+    factory.aclose = close
+    app = await make_env(runtime_factories=[factory])
     m = app["manager"]
     await m.create(req())
     await m.close()
     assert log[-2:] == [("stop", ShutdownReason.SERVER_SHUTDOWN), ("factory closed",)]
+
+
+async def test_a_failing_factory_close_is_logged_not_raised(make_env, caplog):
+    def broken(call, room, cfg):
+        return RecordingRuntime(call, room, cfg, [])
+
+    async def broken_close():
+        raise RuntimeError("boom")
+
+    broken.aclose = broken_close
+    m = (await make_env(runtime_factories=[broken]))["manager"]
+    await m.create(req())
+    await m.close()
+    assert "closing runtime factory" in caplog.text and not m.live

@@ -58,7 +58,7 @@ async def test_manager_runs_an_engine_per_call_and_stores_its_transcript(tmp_pat
                 frames.append(frame)
 
         consumer = asyncio.ensure_future(consume())
-        await endpoint.participant_joined("p1")  # → room → manager → runtime → engine greeting
+        await endpoint.participant_joined("p1")  # → call (room, timers) → runtime → engine greeting
         await wait_for(events, "conversation.replica.stopped_speaking")
         await endpoint.interaction("p1", {"message_type": "conversation", "event_type": "conversation.respond",
                                           "conversation_id": cid, "properties": {"text": "What day is it?"}})
@@ -78,6 +78,44 @@ async def test_manager_runs_an_engine_per_call_and_stores_its_transcript(tmp_pat
         metrics = m.store.turn_metrics(cid)
         assert metrics and metrics[0]["turn_idx"] == 1
         assert endpoint.authorize(None) is not None  # ended
+    finally:
+        await m.close()
+        await app["replicas"].close()
+        await app["webhooks"].close()
+        app["store"].close()
+
+
+async def test_the_stored_transcript_starts_with_what_the_llm_saw(tmp_path):
+    """application.transcription_ready (and Call.transcript) carry the engine's `system_message()`: the one
+    the LLM got on the latest turn (default prompt, context updates and tool block included), not a rebuild."""
+    cfg = make_cfg(tmp_path)
+    OmegaConf.set_struct(cfg, False)
+    cfg = OmegaConf.merge(cfg, STANDIN_STAGES)
+    pool = StagePool()
+    app = create_app(cfg, runtime_factories=[lambda call, room, c: EngineRuntime(call, c, pool)])
+    m = app["manager"]
+    await m.start()
+    try:
+        created = await m.create(ConversationCreate.model_validate(
+            {"replica_id": DEFAULT_REPLICA_ID, "conversational_context": "Today is Monday.",
+             "callback_url": "http://127.0.0.1:9/hook"}))
+        cid = created["conversation_id"]
+        endpoint, call = m.endpoint_for(cid), m.call(cid)
+        events = []
+        endpoint.subscribe(events.append)
+        await endpoint.participant_joined("p1")
+        await wait_for(events, "conversation.replica.stopped_speaking")
+        await endpoint.interaction("p1", {"message_type": "conversation", "event_type": "conversation.overwrite_llm_context",
+                                          "conversation_id": cid, "properties": {"context": "Today is Tuesday."}})
+        await endpoint.interaction("p1", {"message_type": "conversation", "event_type": "conversation.respond",
+                                          "conversation_id": cid, "properties": {"text": "What day is it?"}})
+        await wait_for(events, "conversation.replica.stopped_speaking", n=2)
+        llm = pool._shared[next(k for k in pool._shared if k.startswith("llm:"))]
+        seen = llm.prompts[-1][0].content
+        assert "Today is Tuesday." in seen and call.transcript()[0] == {"role": "system", "content": seen}
+        await m.end(cid)
+        ready, = [d for d in m.store.deliveries(cid) if d["event_type"] == "application.transcription_ready"]
+        assert ready["payload"]["properties"]["transcript"][0] == {"role": "system", "content": seen}
     finally:
         await m.close()
         await app["replicas"].close()

@@ -1,7 +1,9 @@
 """A stand-in for the engine in transport tests: echoes the participant's audio, shows loudness as colour.
 
-Why: transport tests must not need models or the calls layer; this plays an outside peer that answers
-predictably (echo with one video frame of delay, an utterance event per `conversation.respond`)."""
+Why: tests of the transport alone (signaling, media, presence callbacks) must not need models or the calls
+layer; this plays an outside peer that answers predictably (echo with one video frame of delay, an utterance
+event per `conversation.respond`). What the meeting page does on a real call is tested against the real
+endpoint (test_meeting_page_real_call.py)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class EchoEndpoint:
         self.size = size
         self.captions_enabled = captions_enabled
         self.greenscreen = False
+        self.require_auth = meeting_token is not None
         self.greeting = greeting
         self.ended = False
         self.joined: list[str] = []

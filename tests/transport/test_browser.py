@@ -1,13 +1,13 @@
-"""The meeting page in a real browser: Debian chromium (headless, fake mic playing a WAV) joins the call.
+"""The transport alone in a real browser: Debian chromium (headless, fake mic playing a WAV) joins a stand-in
+endpoint (fake_endpoint.py) whose counters see what the browser sent.
 
-Checks that the replica's video frames were decoded by the browser, that captions arrived over the data
-channel, that the browser's microphone reached the endpoint, and that the leave button leaves."""
+Checks that the replica's video frames were decoded by the browser, that events and interactions cross the
+data channel, that the browser's microphone reached the endpoint, and that the leave button leaves. The page
+on a real call (captions, green screen, meeting tokens) is test_meeting_page_real_call.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 
 import numpy as np
@@ -15,14 +15,10 @@ import pytest
 
 from cvi_lab.audio import write_wav
 
+from .chromium import CHROMIUM, launch_args, requires_chromium
 from .fake_endpoint import EchoEndpoint
 
-CHROMIUM = os.environ.get("CVI_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not found at {CHROMIUM}; run scripts/ensure_system_deps.sh"),
-]
+pytestmark = [pytest.mark.browser, requires_chromium]
 
 
 def _speech_like_wav(path) -> None:
@@ -52,17 +48,7 @@ async def test_meeting_page_in_chromium(server, tmp_path):
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}",
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+            args=launch_args(wav),
         )
         try:
             page = await browser.new_page()

@@ -11,7 +11,7 @@ import numpy as np
 
 from cvi_lab.media import VideoFrame
 from cvi_lab.transport.media import AUDIO_FRAME_SAMPLES, OutboundAudioTrack
-from cvi_lab.transport.room import PeerSettings, Room, is_idle
+from cvi_lab.transport.room import PeerRoom, PeerSettings, is_idle
 from cvi_lab.transport.rtc import InlineAudioDecoder
 
 SPEECH = np.full(AUDIO_FRAME_SAMPLES * 2, 1000, np.int16)
@@ -127,7 +127,7 @@ class _Peer:
 
 
 async def test_room_queues_speech_not_idle_silence():
-    room = Room(_Endpoint(), PeerSettings())
+    room = PeerRoom(_Endpoint(), PeerSettings())
     audio = OutboundAudioTrack(encode=False)
     await audio.recv()
     room.peers["p1"] = _Peer(audio)

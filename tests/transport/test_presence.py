@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from cvi_lab.transport.client import ParticipantClient
-from cvi_lab.transport.room import Peer, PeerSettings, Room
+from cvi_lab.transport.room import Peer, PeerRoom, PeerSettings
 from cvi_lab.transport.rtc import new_peer_connection
 
 from .fake_endpoint import EchoEndpoint
@@ -43,7 +43,7 @@ async def wait_until(predicate, timeout: float) -> bool:
 
 
 def make_peer(ep, **settings):
-    room = Room(ep, PeerSettings(**settings))
+    room = PeerRoom(ep, PeerSettings(**settings))
     pc = FakePC()
     peer = Peer(room, "p1", pc, room.settings)
     room.add(peer)

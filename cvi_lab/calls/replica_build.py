@@ -1,4 +1,4 @@
-"""Building a replica without a server (`cvi-lab replica create PATH`): same service, same store."""
+"""Building a replica without a server, in this process (`cvi-lab replica create PATH`): same service, same store."""
 
 from __future__ import annotations
 
