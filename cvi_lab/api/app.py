@@ -25,7 +25,7 @@ from cvi_lab.api import conversations, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
 from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
-from cvi_lab.calls.call import RuntimeFactory
+from cvi_lab.calls.runtime import RuntimeFactory
 from cvi_lab.calls.manager import ConversationManager
 from cvi_lab.calls.replicas import ReplicaService, load_object
 from cvi_lab.calls.settings import server_settings

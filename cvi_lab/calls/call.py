@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Coroutine
 
 from cvi_lab.calls.room import CallRoom, MemberKind
-from cvi_lab.calls.runtime import RuntimeFactory  # noqa: F401 - api/app.py imports it from here until it moves
 from cvi_lab.clock import TimerHandle
 from cvi_lab.domain.languages import LanguageRoute
 

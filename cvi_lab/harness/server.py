@@ -24,7 +24,7 @@ from aiohttp import web
 from omegaconf import OmegaConf
 
 from cvi_lab.api.app import Installer, base_url, create_app
-from cvi_lab.calls.call import RuntimeFactory
+from cvi_lab.calls.runtime import RuntimeFactory
 from cvi_lab.calls.settings import server_settings
 from cvi_lab.clock import Clock
 

@@ -9,6 +9,9 @@ import pytest
 from tests.helpers.config import make_cfg
 
 
+SYSTEM_MESSAGE = "You are a stand-in runtime for the notebook tests."
+
+
 class EventRuntime:
     """A runtime shaped like the engine for the panel: its `endpoint` (here itself) has the transport
     contract's `subscribe(send)` for live envelopes, and the calls layer's real recorders (`call.add_event`,
@@ -33,6 +36,26 @@ class EventRuntime:
     def subscribe(self, send):
         self.subscribers.append(send)
         return lambda: self.subscribers.remove(send) if send in self.subscribers else None
+
+    # the rest of calls.runtime.ConversationRuntime: this stand-in has no media and no LLM
+    async def participant_joined(self, participant_id: str, kind: str) -> None:
+        return None
+
+    async def participant_left(self, participant_id: str, kind: str, reason: str) -> None:
+        return None
+
+    def participant_audio(self, participant_id: str, pcm) -> None:
+        return None
+
+    async def interaction(self, participant_id: str, message: object) -> None:
+        return None
+
+    async def outgoing(self):
+        return
+        yield  # an async generator that ends at once: no frames
+
+    def system_message(self) -> str:
+        return SYSTEM_MESSAGE
 
     def emit(self, event_type: str, properties: dict, turn_idx: int = 0) -> None:
         for send in list(self.subscribers):
