@@ -32,13 +32,13 @@ from cvi_lab.engine.interactions import SENSITIVITY_KEYS, parse_interaction, tex
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import EngineSettings, PipelineConfigError
 from cvi_lab.engine.prompt import Dialogue
-from cvi_lab.engine.speaker import Speaker, StageFailure
+from cvi_lab.engine.speaker import Speaker
 from cvi_lab.engine.speech import Speech
 from cvi_lab.engine.turns import TurnTaking, UserTurn
 from cvi_lab.media import VideoFrame
 from cvi_lab.stages.base import ASR, LLM, TTS, VAD, AvatarRenderer, ChatMessage, Transcript, TurnDetector
 
-__all__ = ["ConversationEngine", "ConversationSpec", "Sinks", "StageFailure", "Stages"]
+__all__ = ["ConversationEngine", "ConversationSpec", "Sinks", "Stages"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class ConversationEngine:
         self.dialogue = Dialogue(spec.system_prompt or settings.system_prompt_default, spec.persona_context,
                                  spec.conversational_context, settings.tools, settings.history_max_messages,
                                  settings.history_trim_block)
-        self.pump = FramePump(stages.avatar, self._on_frame, self._avatar_failed)
+        self.pump = FramePump(stages.avatar, lambda frame: self.speaker.on_frame(frame), self._avatar_failed)
         self.speaker = Speaker(stages.avatar, settings.chunker, settings.trim_leading_silence_dbfs, self.clock,
                                self.bus, self._spawn, self._reply_voice, lambda: self.running,
                                self._speech_finished, self._stage_failed, self.pump.drop_pending)
@@ -172,7 +172,7 @@ class ConversationEngine:
         return task
 
     def _prime(self) -> None:
-        if self.answerer is not None:
+        if self.answerer is not None:  # (echo mode has no LLM)
             self._spawn(self.answerer.prime())
 
     # ================================================================ participants, audio, frames, events
@@ -198,9 +198,6 @@ class ConversationEngine:
     def subscribe(self, send: Callable[[dict], None]) -> Callable[[], None]:
         """Add an event sink (the transport's data channel); it first gets system.replica_joined."""
         return self.bus.subscribe(send)
-
-    def _on_frame(self, frame: VideoFrame) -> None:
-        self.speaker.on_frame(frame)
 
     def _avatar_failed(self, exc: Exception) -> None:
         self.bus.error(f"avatar stopped producing frames: {exc}", "stage", stage="avatar")
