@@ -218,10 +218,9 @@ class ConversationEngine:
         self.speaker.say(speech, text)
         return speech
 
-    def _answer(self, lat: TurnLatency, pending_user: str | None = None) -> Speech:
+    def _answer(self, lat: TurnLatency) -> None:
         speech = self.speaker.new_speech("response", lat.turn_idx, latency=lat)
-        self.speaker.run(speech, lambda: self.answerer.respond(speech, pending_user))
-        return speech
+        self.speaker.run(speech, lambda: self.answerer.respond(speech))
 
     def _speech_finished(self, speech: Speech, interrupted: bool) -> None:
         """A speech ended (played out or cut): its heard words into the transcript and history, its metrics."""

@@ -27,7 +27,7 @@ class Dialogue:
     def __init__(self, prompt: str, persona_context: str, conversational_context: str, tools: Sequence[dict],
                  max_messages: int, trim_block: int) -> None:
         self.prompt, self.persona_context, self.tools = prompt, persona_context, list(tools)
-        self.context = conversational_context
+        self.context = conversational_context or ""
         self.max_messages, self.trim_block = max_messages, trim_block
         self.history: list[ChatMessage] = []
         self._window_start = 0  # first history message in the prompt (see trim)

@@ -330,6 +330,7 @@ async def test_system_message_is_what_the_llm_saw_on_the_latest_turn():
     sets.tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
     eng = make(llm=ScriptedLLM("Sure."), sets=sets, greeting="Hi!", system_prompt="",
                persona_context="Ada sells rocks.", conversational_context="Talking to Michael.")
+    assert sets.system_prompt_default.strip()  # the persona has no prompt: the engine's default one is used
     before = eng.system_message()  # no turn yet: what the LLM would see now
     assert before.startswith(sets.system_prompt_default.strip()) and "get_weather" in before
     base = {"message_type": "conversation", "conversation_id": CID}
