@@ -210,12 +210,12 @@ class ConversationEngine:
         self._remember("assistant", text)
         self.bus.emit("conversation.utterance", {"role": "replica", "speech": text}, speech.turn_idx,
                       inference_id=speech.inference_id)
-        self.speaker.say(speech, text)
+        self.speaker.speak_text(speech, text)
 
     def say(self, text: str, kind: str = "echo", interruptible: bool = True) -> Speech:
         """Make the replica say `text` (echo, apology, lab scripts)."""
         speech = self.speaker.new_speech(kind, self.turn_idx, interruptible)
-        self.speaker.say(speech, text)
+        self.speaker.speak_text(speech, text)
         return speech
 
     def _answer(self, lat: TurnLatency) -> None:

@@ -100,7 +100,7 @@ class Speaker:
 
         speech.task = self._spawn(runner())
 
-    def say(self, speech: Speech, text: str) -> None:
+    def speak_text(self, speech: Speech, text: str) -> None:
         """Produce `speech` from a whole text, clause by clause."""
         chunker = ClauseChunker(self.chunker)
         self.run(speech, lambda: self.speak(speech, chunker.push(text) + chunker.flush()))
