@@ -24,6 +24,7 @@ import numpy as np
 
 from cvi_lab.audio import to_float32
 from cvi_lab.clock import Clock, SystemClock
+from cvi_lab.domain.conversation import ShutdownReason
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
 from cvi_lab.engine.events import EventBus, Sinks
@@ -127,7 +128,7 @@ class ConversationEngine:
         for warning in self.startup_warnings:
             self.bus.error(warning, "stage", stage=warning.split(" ", 1)[0])
 
-    async def stop(self, reason: str = "end_conversation_endpoint_hit") -> None:
+    async def stop(self, reason: str = ShutdownReason.END_ENDPOINT) -> None:
         """Announce the shutdown, cancel all work, end the frame streams. Idempotent."""
         if not self.running:
             return
