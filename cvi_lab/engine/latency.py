@@ -45,6 +45,11 @@ class TurnLatency:
         if getattr(self, name) is None:
             setattr(self, name, t)
 
+    def take_listening_marks(self, committed: "TurnLatency") -> None:
+        """A speculative answer, prepared before the commit, takes the committed turn's listening-side marks."""
+        self.speech_end, self.vad_end = committed.speech_end, committed.vad_end
+        self.turn_decision, self.asr_final = committed.turn_decision, committed.asr_final
+
     @property
     def origin(self) -> float | None:
         for name in MARKS:

@@ -251,6 +251,7 @@ async def _measure(overrides: list[str], texts: list[str], turns: int, wav: str 
     from cvi_lab.engine.engine import ConversationSpec
     from cvi_lab.engine.factory import create_engine
     from cvi_lab.engine.stage_pool import StagePool
+    from cvi_lab.stages.avatar.streaming import StreamingAvatar
 
     cfg = compose_config(overrides)
     pool = StagePool()
@@ -271,7 +272,8 @@ async def _measure(overrides: list[str], texts: list[str], turns: int, wav: str 
         res = await run_script(engine, script)
     finally:
         await engine.stop()
-    render = list(getattr(engine.stages.avatar, "render_ms", []))
+    avatar = engine.stages.avatar
+    render = list(avatar.render_ms) if isinstance(avatar, StreamingAvatar) else []  # its per-frame render times
     return {
         "turns": [m for m in res.latencies if m.get("kind") == "response"],
         "at_participant_s": res.response_latencies(),

@@ -230,3 +230,7 @@ class AvatarRenderer(abc.ABC):
     @abc.abstractmethod
     def frames(self) -> AsyncIterator[VideoFrame]:
         """Endless async iterator of frames at `fps`, paced by the renderer, idle motion when silent."""
+
+    def close(self) -> None:
+        """Release what the renderer holds (render threads); the engine calls it when the call ends."""
+        return None

@@ -25,11 +25,12 @@ def settings(**over):
     return s
 
 
-def make(llm=None, asr=None, turn=None, tts=None, mode="full", greeting="Hi there friend!", sets=None):
+def make(llm=None, asr=None, turn=None, tts=None, mode="full", greeting="Hi there friend!", sets=None, **spec_fields):
     recorded, turns = [], []
     stages = Stages(vad=energy_vad(), tts=tts or ScriptedTTS(), avatar=BlankAvatar(),
                     turn=turn or ScriptedTurn(), asr=asr or ScriptedASR(), llm=llm or ScriptedLLM())
-    spec = ConversationSpec(CID, system_prompt="You are a test.", custom_greeting=greeting, pipeline_mode=mode)
+    spec = ConversationSpec(CID, custom_greeting=greeting, pipeline_mode=mode,
+                            **{"system_prompt": "You are a test.", **spec_fields})
     eng = ConversationEngine(spec, stages, sets or settings(),
                              sinks=Sinks(record_event=lambda t, p: recorded.append((t, p)),
                                          record_turn=lambda i, m: turns.append((i, m))))
@@ -320,3 +321,34 @@ async def test_tool_call_convention_becomes_an_event():
     assert call["name"] == "get_weather" and '"Paris"' in call["arguments"]
     assert "get_weather" in eng.stages.llm.prompts[0][0].content
     assert eng.stages.tts.texts == ["Hi!"]  # nothing of the JSON was spoken
+
+
+async def test_system_message_is_what_the_llm_saw_on_the_latest_turn():
+    """The stored transcript takes `system_message()`: it must be the prompt's system message, with the default
+    prompt, the persona context, the context as changed during the call and the tool block."""
+    sets = settings()
+    sets.tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    eng = make(llm=ScriptedLLM("Sure."), sets=sets, greeting="Hi!", system_prompt="",
+               persona_context="Ada sells rocks.", conversational_context="Talking to Michael.")
+    assert sets.system_prompt_default.strip()  # the persona has no prompt: the engine's default one is used
+    before = eng.system_message()  # no turn yet: what the LLM would see now
+    assert before.startswith(sets.system_prompt_default.strip()) and "get_weather" in before
+    base = {"message_type": "conversation", "conversation_id": CID}
+    respond = {**base, "event_type": "conversation.respond"}
+    await run(eng, [
+        Join(), WaitQuiet(),
+        Send({**respond, "properties": {"text": "Hello?"}}), WaitQuiet(),
+        Send({**base, "event_type": "conversation.overwrite_llm_context", "properties": {"context": "The user is Ada."}}),
+        Send({**base, "event_type": "conversation.append_llm_context", "properties": {"context": "She likes tea."}}),
+        Send({**respond, "properties": {"text": "What do I like?"}}), WaitQuiet(),
+        Send({**base, "event_type": "conversation.overwrite_llm_context", "properties": {"context": "Never sent."}}),
+    ])
+    prompts = eng.stages.llm.prompts
+    assert len(prompts) == 2 and [p[0].role for p in prompts] == ["system", "system"]
+    assert prompts[0][0].content == before and "Talking to Michael." in before
+    seen = prompts[-1][0].content
+    assert eng.system_message() == seen
+    assert seen.startswith(sets.system_prompt_default.strip())
+    for part in ("Ada sells rocks.", "The user is Ada. She likes tea.", "get_weather"):
+        assert part in seen, part
+    assert "Talking to Michael." not in seen and "Never sent." not in seen

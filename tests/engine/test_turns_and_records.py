@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cvi_lab.clock import FakeClock
-from cvi_lab.engine.engine import Clause
+from cvi_lab.engine.speech import Clause
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import load_engine_settings
 from cvi_lab.engine.turns import TurnTaking
