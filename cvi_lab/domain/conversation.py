@@ -1,8 +1,6 @@
 """Conversation: the request that starts a call, the stored record and shutdown reasons.
 
 SPEC §1. Defaults are the hosted API's; upper bounds on timeouts come from `server.limits` (validation context).
-The LLM system message is built in one place, `cvi_lab.engine.prompt.system_message`; what the LLM saw is
-`ConversationEngine.system_message()`, which is what the stored transcript must carry.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text, limit
-from cvi_lab.engine.prompt import system_message as build_system_message
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
@@ -134,14 +131,3 @@ class ConversationCreated(BaseModel):
     callback_url: str | None = None
     created_at: str
     meeting_token: str | None = None
-
-
-
-def system_message(persona: dict[str, Any], conversational_context: str | None) -> str:
-    """The persona's part of the system message, through the one builder, for a call without a live engine.
-
-    Not what the LLM saw (no default prompt when the persona has none, no tool block, the context as at the
-    start): the calls layer is moving the transcript to `ConversationEngine.system_message()`; delete this
-    function once it no longer calls it (calls/manager.py)."""
-    return build_system_message(persona.get("system_prompt") or "", persona.get("context") or "",
-                                conversational_context or "", ())

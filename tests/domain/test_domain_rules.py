@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cvi_lab.domain.conversation import DEFAULT_GREETING, ConversationCreate, system_message
+from cvi_lab.domain.conversation import DEFAULT_GREETING, ConversationCreate
 from cvi_lab.domain.errors import InvalidInput, NotFound
 from cvi_lab.domain.ids import CONVERSATION, DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID, is_id, new_id
 from cvi_lab.domain.persona import DEFAULT_PERSONA, PersonaCreate
@@ -46,13 +46,6 @@ def test_limits_come_from_the_validation_context():
         ConversationCreate.model_validate(body, context={"limits": {"max_name_chars": 10}})
     with pytest.raises(ValidationError, match="more than the 60 s"):
         ConversationCreate.model_validate(body, context={"limits": {"max_call_duration_s": 60}})
-
-
-def test_system_message_is_prompt_then_context_then_conversational_context():
-    persona = {"system_prompt": "You are Ada.", "context": "Ada sells rocks."}
-    assert system_message(persona, "Talking to Michael.") == "You are Ada.\n\nAda sells rocks.\n\nTalking to Michael."
-    assert system_message({"system_prompt": "P", "context": ""}, None) == "P"
-    assert system_message({"system_prompt": None, "context": "C"}, "X") == "C\n\nX"
 
 
 PERSONAS = {

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 
-from cvi_lab.demo import speak
+from cvi_lab.harness.voice import speak
 from cvi_lab.engine.offline import Join, Pause, Say, Send, WaitFor, WaitQuiet, run_script
 from tests.engine.test_engine_integration import cfg, engine_for, pool  # noqa: F401 - shared fixtures
 
