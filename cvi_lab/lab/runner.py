@@ -117,12 +117,11 @@ async def add_intelligibility(cfg: Any, result: RunResult) -> None:
 
 async def _judge_asr(cfg: Any):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from cvi_lab.lab.app import CONF_DIR
+    from cvi_lab.config import load_group, recorded
 
     name = cfg.metrics.get("intelligibility_asr")
-    node = cfg.asr if not name else OmegaConf.load(CONF_DIR / "asr" / f"{name}.yaml")
+    node = cfg.asr if not name else load_group("asr", str(name), list(recorded(cfg).searchpath))
     asr = instantiate(node)
     await asr.warmup()
     return asr
