@@ -67,12 +67,8 @@ def _replica(args: list[str]) -> int:
         return 0 if args else 2
     sub, rest = args[0], args[1:]
     if sub == "preview":
-        try:
-            from cvi_lab.stages.avatar.preview import main as preview_main
-        except ImportError as exc:
-            print(f"cvi-lab replica preview is not available yet (cvi_lab.stages.avatar.preview: {exc})",
-                  file=sys.stderr)
-            return 2
+        from cvi_lab.stages.avatar.preview import main as preview_main
+
         return int(preview_main(rest) or 0)
     if sub == "create":
         parser = argparse.ArgumentParser(prog="cvi-lab replica create")
@@ -113,7 +109,10 @@ def take_config_dirs(args: list[str]) -> list[str]:
     it = iter(args)
     for arg in it:
         if arg == "--config-dir":
-            add_user_dir(next(it, ""))
+            path = next(it, None)
+            if path is None:
+                raise ConfigProblem("--config-dir needs a directory")
+            add_user_dir(path)
         elif arg.startswith("--config-dir="):
             add_user_dir(arg.split("=", 1)[1])
         else:
@@ -122,7 +121,11 @@ def take_config_dirs(args: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = take_config_dirs(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = take_config_dirs(list(sys.argv[1:] if argv is None else argv))
+    except ConfigProblem as exc:
+        print(f"cvi-lab: {exc}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         sys.exit(0 if args else 2)

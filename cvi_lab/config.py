@@ -105,7 +105,7 @@ def register_schemas() -> None:
 
 
 # ----------------------------------------------------------------- composing
-def compose(config_name: str = SERVE_ROOT, overrides: Sequence[str] = ()) -> DictConfig:
+def compose(overrides: Sequence[str] = (), config_name: str = SERVE_ROOT) -> DictConfig:
     """The composed root config (`serve` or `lab`) with Hydra's choices recorded under `composed`.
 
     A missing config is an error naming it and the accepted choices (Hydra's message)."""
@@ -198,11 +198,14 @@ def _load_group_yaml(group: str, name: str, searchpath: tuple[str, ...]) -> str:
     from hydra import compose as hydra_compose
     from hydra.errors import MissingConfigException
 
-    overrides = with_user_dirs([searchpath_override(searchpath)] if searchpath else [])
+    # added to an empty primary config: a primary config cannot come from hydra.searchpath, a group choice can
+    overrides = with_user_dirs([f"+{group}={name}", *([searchpath_override(searchpath)] if searchpath else [])])
     try:
         with _hydra():
-            node = hydra_compose(config_name=f"{group}/{name}", overrides=overrides)
-    except MissingConfigException:
+            node = hydra_compose(config_name=None, overrides=overrides)
+    except MissingConfigException as exc:
         options = group_options(group, searchpath)
+        if name in options:  # it exists, something it names does not: Hydra's message says what
+            raise ConfigError(f"{group} {name!r}: {exc}") from None
         raise ConfigError(f"{group} {name!r} is not available; available: {', '.join(options) or 'none'}") from None
-    return OmegaConf.to_yaml(OmegaConf.select(node, group.replace("/", ".")))  # Hydra puts it at its group's package
+    return OmegaConf.to_yaml(OmegaConf.select(node, group.replace("/", ".")))
