@@ -101,29 +101,12 @@ COMMANDS = {"serve": _serve, "demo": _demo, "replica": _replica, "experiment": _
 OWN_HELP = ("replica", "experiment", "compare")  # these print their own --help
 
 
-def take_config_dirs(args: list[str]) -> list[str]:
-    """`args` without `--config-dir DIR` / `--config-dir=DIR`, each DIR put on the config search path."""
-    from cvi_lab.config import add_user_dir
-
-    rest: list[str] = []
-    it = iter(args)
-    for arg in it:
-        if arg == "--config-dir":
-            path = next(it, None)
-            if path is None:
-                raise ConfigProblem("--config-dir needs a directory")
-            add_user_dir(path)
-        elif arg.startswith("--config-dir="):
-            add_user_dir(arg.split("=", 1)[1])
-        else:
-            rest.append(arg)
-    return rest
-
-
 def main(argv: Sequence[str] | None = None) -> None:
+    from cvi_lab.config import ConfigError, take_config_dir_flags
+
     try:
-        args = take_config_dirs(list(sys.argv[1:] if argv is None else argv))
-    except ConfigProblem as exc:
+        args = take_config_dir_flags(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:
         print(f"cvi-lab: {exc}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
     if not args or args[0] in ("-h", "--help", "help"):

@@ -8,9 +8,9 @@ roots `serve.yaml` (`cvi-lab serve`/`demo`) and `lab.yaml` (`cvi-lab experiment`
 Your own config directory, laid out like `cvi_lab/conf` (e.g. `/my/conf/asr/my_asr.yaml`, then `asr=my_asr`):
 - `CVI_LAB_CONFIG_DIR=/my/conf` (several: joined with `:`), read by every command and every composition
   in the process (and inherited by sweep workers);
-- `cvi-lab --config-dir /my/conf COMMAND ...` sets that variable for the command;
-- Hydra's own `hydra.searchpath=[file:///my/conf]` override, on any command; `cvi-lab experiment` also
-  takes Hydra's `--config-dir /my/conf`.
+- `cvi-lab --config-dir /my/conf COMMAND ...` (anywhere on the line) sets that variable for the command;
+- Hydra's own `hydra.searchpath=[file:///my/conf]` override, on any command (for `cvi-lab experiment` it
+  replaces the directories above; the roots set `hydra.searchpath: ${cvi_lab.config_dirs:}`).
 Shipped files come first on the search path: a user file adds a choice, it does not shadow a shipped one.
 
 What Hydra chose is recorded in the composed config under `composed` (not a setting; do not set it):
@@ -35,6 +35,7 @@ SERVE_ROOT, LAB_ROOT = "serve", "lab"
 STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
 PIPELINE_GROUPS = (*STAGE_GROUPS, "languages", "engine")  # what pipeline.yaml's defaults list picks
 USER_DIRS_ENV = "CVI_LAB_CONFIG_DIR"
+DIRS_RESOLVER = "cvi_lab.config_dirs"
 RECORD_KEY = "composed"
 ENGINE_SCHEMA = "schema"  # engine/schema in Hydra's ConfigStore: EngineSettings; engine/default.yaml uses it
 _SHIPPED_PROVIDERS = ("hydra", "main", "schema")
@@ -63,18 +64,42 @@ def searchpath_override(entries: Sequence[str]) -> str:
     return f"hydra.searchpath=[{quoted}]"
 
 
-def with_user_dirs(overrides: Sequence[str]) -> list[str]:
-    """`overrides` with one `hydra.searchpath` override: the user's directories, then any given one's."""
+def searchpath_entries(overrides: Sequence[str]) -> list[str]:
+    """The user's directories, then the entries of any `hydra.searchpath=[...]` among `overrides`."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    rest, given = [], []
-    for text in overrides:
-        if text.split("=", 1)[0].lstrip("+") == "hydra.searchpath":
-            given += [str(v) for v in OverridesParser.create().parse_override(text).value()]
-        else:
-            rest.append(text)
-    entries = list(dict.fromkeys(user_dirs() + given))
+    given = [str(v) for text in overrides if _is_searchpath(text)
+             for v in OverridesParser.create().parse_override(text).value()]
+    return list(dict.fromkeys(user_dirs() + given))
+
+
+def with_user_dirs(overrides: Sequence[str]) -> list[str]:
+    """`overrides` with one `hydra.searchpath` override: the user's directories, then any given one's."""
+    entries = searchpath_entries(overrides)
+    rest = [text for text in overrides if not _is_searchpath(text)]
     return rest + [searchpath_override(entries)] if entries else rest
+
+
+def _is_searchpath(text: str) -> bool:
+    return text.split("=", 1)[0].lstrip("+") == "hydra.searchpath"
+
+
+def take_config_dir_flags(args: Sequence[str]) -> list[str]:
+    """`args` without `--config-dir DIR` / `--config-dir=DIR` (also Hydra's `-cd DIR`), each DIR put on the
+    search path with `add_user_dir`, so every composition of the command (and its sweep jobs) sees it."""
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg in ("--config-dir", "-cd"):
+            path = next(it, None)
+            if path is None:
+                raise ConfigError(f"{arg} needs a directory")
+            add_user_dir(path)
+        elif arg.startswith("--config-dir="):
+            add_user_dir(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return rest
 
 
 @contextlib.contextmanager
@@ -102,6 +127,10 @@ def register_schemas() -> None:
     from cvi_lab.engine.pipeline_config import EngineSettings
 
     ConfigStore.instance().store(group="engine", name=ENGINE_SCHEMA, node=EngineSettings)
+
+
+# The roots' `hydra.searchpath: ${cvi_lab.config_dirs:}`: the user's directories, for compose and hydra.main alike
+OmegaConf.register_new_resolver(DIRS_RESOLVER, user_dirs, replace=True)
 
 
 # ----------------------------------------------------------------- composing
@@ -154,18 +183,12 @@ def recorded(cfg: Any) -> DictConfig:
 
 
 def main_entry(config_name: str, task: Any) -> Any:
-    """`task` as a `hydra.main` app over the shipped root `config_name` (run it with `sys.argv` set;
-    `main_argv` adds the user's directories)."""
+    """`task` as a `hydra.main` app over the shipped root `config_name` (run it with `sys.argv` set; take the
+    `--config-dir` flags off first with `take_config_dir_flags`)."""
     import hydra
 
     register_schemas()
     return hydra.main(config_path=f"pkg://{PACKAGE}", config_name=config_name, version_base=VERSION_BASE)(task)
-
-
-def main_argv(args: Sequence[str]) -> list[str]:
-    """Command-line arguments for a `hydra.main` app with the user's directories on the search path."""
-    flags = [a for a in args if a.startswith("-")]
-    return flags + with_user_dirs([a for a in args if not a.startswith("-")]) if user_dirs() else list(args)
 
 
 # ----------------------------------------------------------------- single group files

@@ -79,7 +79,7 @@ def test_a_missing_config_names_the_file_and_the_choices(tmp_path, capsys):
 def test_config_dir_flag_adds_a_user_config_dir(tmp_path, monkeypatch):
     from cvi_lab import config
 
-    monkeypatch.delenv(config.USER_DIRS_ENV, raising=False)
+    monkeypatch.setenv(config.USER_DIRS_ENV, "")  # restored after the test: --config-dir writes to it
     (tmp_path / "asr").mkdir()
     (tmp_path / "asr" / "my_asr.yaml").write_text("defaults: [faster_whisper_tiny_en, _self_]\nbeam_size: 5\n")
     seen = []

@@ -57,7 +57,7 @@ async def create_engine(
 
 
 def _voice_resolver(cfg: Any, pool: StagePool):
-    """code -> the TTS of that language's route (conf/languages), loaded once through the shared pool."""
+    """code -> the TTS of that language's route (languages/default.yaml), loaded once through the shared pool."""
     from cvi_lab.config import recorded
     from cvi_lab.domain.languages import LanguageTable
     from cvi_lab.engine.pipeline_config import load_stage_config

@@ -34,7 +34,8 @@ def check_overrides(argv: Sequence[str]) -> str | None:
     """A clear message for an unknown config group or value (Hydra's own says less), else None."""
     top = set(config.root_keys(config.LAB_ROOT))
     groups = list(CHOOSABLE_GROUPS)
-    options_of = {g: config.group_options(g) for g in groups}
+    searchpath = config.searchpath_entries(argv)
+    options_of = {g: config.group_options(g, searchpath) for g in groups}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -188,6 +189,11 @@ def _report_failure(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """`cvi-lab experiment [-m] experiment=NAME [overrides]`; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = config.take_config_dir_flags(args)
+    except config.ConfigError as exc:
+        print(f"cvi-lab experiment: {exc}", file=sys.stderr)
+        return 2
     problem = check_overrides(args)
     if problem:
         print(f"cvi-lab experiment: {problem}", file=sys.stderr)
@@ -195,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _FAILED.clear()
     entry = config.main_entry(config.LAB_ROOT, _task)
     saved = sys.argv
-    sys.argv = ["cvi-lab experiment", *config.main_argv(args)]
+    sys.argv = ["cvi-lab experiment", *args]
     try:
         entry()
     except SystemExit as exc:  # Hydra exits 1 after printing a config error; --help/--cfg exit 0

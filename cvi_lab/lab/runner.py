@@ -68,7 +68,7 @@ def participant_audio(cfg: Any, data: Dataset, utt) -> np.ndarray:
 
 def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
     """Persona layers that pin the swept ASR/TTS choice: the engine's language route would otherwise pick
-    its own per-language ASR/TTS (conf/languages), silently ignoring `asr=...`/`tts=...` overrides."""
+    its own per-language ASR/TTS (languages/default.yaml), silently ignoring `asr=...`/`tts=...` overrides."""
     layers: dict[str, dict] = {}
     if choices.get("asr"):
         layers["stt"] = {"stt_engine": choices["asr"]}
