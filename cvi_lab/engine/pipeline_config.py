@@ -23,6 +23,7 @@ from cvi_lab import config
 from cvi_lab.domain.languages import LanguageRoute, LanguageTable
 from cvi_lab.engine.chunker import ChunkerSettings
 
+GIVEN_NODE = "<set in cfg>"  # the choice name of a stage node set in the config by code, not by Hydra
 SENSITIVITY_KEYS = ("pause_sensitivity", "interrupt_sensitivity", "turn_taking_patience", "replica_interruptibility")
 
 
@@ -186,7 +187,10 @@ def build_plan(
         raise PipelineConfigError(f"pipeline_mode {pipeline_mode!r} is not accepted; use 'full' or 'echo'")
     composed = config.recorded(cfg)
     choices = {g: str(composed.choices[g]) for g in config.STAGE_GROUPS if g in composed.choices and g in cfg}
-    explicit = set(composed.explicit)
+    # a group node set in cfg after composing (Hydra chose none) is used as given, like an explicit choice
+    given = {g for g in config.STAGE_GROUPS if g in cfg and g not in choices}
+    choices.update({g: GIVEN_NODE for g in given})
+    explicit = set(composed.explicit) | given
     searchpath = list(composed.searchpath)
     langs = cfg["languages"]
     route = LanguageTable(OmegaConf.to_container(langs, resolve=True) if isinstance(langs, DictConfig) else langs).resolve(language)

@@ -3,7 +3,7 @@
 import dataclasses
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from cvi_lab import config
 from cvi_lab.engine.pipeline_config import (EngineSettings, PipelineConfigError, build_plan, load_engine_settings,
@@ -201,3 +201,16 @@ def test_composes_from_any_working_directory(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:2] == ["faster_whisper_tiny_en", "8765"] and "'espeak'" in out.stdout
+
+
+def test_a_stage_node_set_in_the_config_by_code_is_used_as_given():
+    """Tests put stand-in stages into a composed config with the stage groups left out: no Hydra choice to
+    read, so the node itself is the choice (named as such), and it wins over the language route."""
+    c = config.compose(overrides=["~asr", "~tts"])
+    with open_dict(c):
+        c.asr = {"_target_": "tests.engine.standins.ScriptedASR"}
+        c.tts = {"_target_": "tests.engine.standins.ScriptedTTS"}
+    plan = build_plan(c, language="spanish")
+    assert plan.choices["asr"] == plan.choices["tts"] == "<set in cfg>"
+    assert plan.stages["asr"]._target_ == "tests.engine.standins.ScriptedASR"
+    assert plan.choices["llm"] == "ct2_causal"  # the others: Hydra's choices
