@@ -213,11 +213,13 @@ def root_keys(config_name: str) -> list[str]:
 
 def load_group(group: str, name: str, searchpath: Sequence[str] = ()) -> DictConfig:
     """`<group>/<name>` composed by Hydra on its own (its defaults list and schema applied), as a fresh copy."""
-    return OmegaConf.create(_load_group_yaml(group, name, tuple(searchpath)))
+    return OmegaConf.create(_load_group_yaml(group, name, tuple(searchpath), tuple(user_dirs())))
 
 
 @functools.lru_cache(maxsize=64)
-def _load_group_yaml(group: str, name: str, searchpath: tuple[str, ...]) -> str:
+def _load_group_yaml(group: str, name: str, searchpath: tuple[str, ...], _user_dirs: tuple[str, ...]) -> str:
+    """Cached per search path (the user's directories are part of the key): a conversation start composes no
+    file twice."""
     from hydra import compose as hydra_compose
     from hydra.errors import MissingConfigException
 

@@ -110,7 +110,7 @@ async def add_intelligibility(cfg: Any, result: RunResult) -> None:
         if len(pcm16) < SAMPLE_RATE // 10:
             t.intelligibility_heard = ""
             continue
-        lang = (getattr(asr, "languages", None) or ["en"])[0]
+        lang = (list(asr.languages) or ["en"])[0]  # ASR declares `languages`
         tr = await asr.transcribe(pcm16, SAMPLE_RATE, None if lang == "*" else "en")
         t.intelligibility_heard = tr.text
 
