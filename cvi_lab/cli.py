@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any, Sequence
 
+from cvi_lab.config import ConfigError, take_config_dir_flags
 from cvi_lab.config import compose as compose_config  # kept importable here for callers of the CLI's composer
 
 USAGE = """usage: cvi-lab [--config-dir DIR] COMMAND [options] [key=value ...]
@@ -40,8 +41,6 @@ def composed(overrides: Sequence[str]) -> Any:
     """The serve config for a command, or ConfigProblem with Hydra's message."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
-
-    from cvi_lab.config import ConfigError
 
     try:
         return compose_config(overrides=overrides)
@@ -102,8 +101,6 @@ OWN_HELP = ("replica", "experiment", "compare")  # these print their own --help
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from cvi_lab.config import ConfigError, take_config_dir_flags
-
     try:
         args = take_config_dir_flags(list(sys.argv[1:] if argv is None else argv))
     except ConfigError as exc:
