@@ -37,7 +37,7 @@ class ConfigProblem(Exception):
     """The command's config does not compose; printed as Hydra's message (it names the file and the choices)."""
 
 
-def composed(overrides: Sequence[str]) -> Any:
+def serve_config(overrides: Sequence[str]) -> Any:
     """The serve config for a command, or ConfigProblem with Hydra's message."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -51,13 +51,13 @@ def composed(overrides: Sequence[str]) -> Any:
 def _serve(args: list[str]) -> int:
     from cvi_lab.api.app import run_server
 
-    return run_server(composed(args))
+    return run_server(serve_config(args))
 
 
 def _demo(args: list[str]) -> int:
     from cvi_lab.demo import main as demo_main
 
-    return demo_main(composed(args))
+    return demo_main(serve_config(args))
 
 
 def _replica(args: list[str]) -> int:
@@ -77,7 +77,7 @@ def _replica(args: list[str]) -> int:
         ns = parser.parse_intermixed_args(rest)
         from cvi_lab.calls.offline import build_replica_offline
 
-        record = build_replica_offline(composed(ns.overrides), ns.path, ns.name)
+        record = build_replica_offline(serve_config(ns.overrides), ns.path, ns.name)
         print(json.dumps(record, indent=2))
         return 0 if record.get("status") == "completed" else 1
     print(f"unknown replica command {sub!r}\n\n{USAGE}", file=sys.stderr)

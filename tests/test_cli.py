@@ -83,7 +83,7 @@ def test_config_dir_flag_adds_a_user_config_dir(tmp_path, monkeypatch):
     (tmp_path / "asr").mkdir()
     (tmp_path / "asr" / "my_asr.yaml").write_text("defaults: [faster_whisper_tiny_en, _self_]\nbeam_size: 5\n")
     seen = []
-    monkeypatch.setitem(cli.COMMANDS, "serve", lambda args: seen.append(cli.composed(args)) or 0)
+    monkeypatch.setitem(cli.COMMANDS, "serve", lambda args: seen.append(cli.serve_config(args)) or 0)
     assert run_main(["--config-dir", str(tmp_path), "serve", "asr=my_asr"]) == 0
     assert seen[0].asr.beam_size == 5 and seen[0].composed.choices.asr == "my_asr"
     assert run_main(["serve", "--config-dir"]) == 2
