@@ -1,72 +1,63 @@
-"""`cvi-lab` command line: a small dispatcher over serve / demo / replica.
+"""`cvi-lab` command line: a small dispatcher over serve / demo / replica / experiment / compare.
 
-Configuration is composed with Hydra from the repo's conf/ (next to the cvi_lab package), so every key can
-be overridden as `key=value`, e.g. `cvi-lab serve server.port=9000 server.api_keys='[secret]'`.
+Configuration is composed with Hydra by `cvi_lab.config` (shipped in the package), so every key can be
+overridden as `key=value`, e.g. `cvi-lab serve server.port=9000 server.api_keys='[secret]'`, and
+`--config-dir DIR` adds your own config directory (see `cvi_lab.config`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pathlib
-import re
 import sys
 from typing import Any, Sequence
 
-CONF_DIR = pathlib.Path(__file__).resolve().parent.parent / "conf"
-STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
+from cvi_lab.config import ConfigError, take_config_dir_flags
+from cvi_lab.config import compose as compose_config  # kept importable here for callers of the CLI's composer
 
-USAGE = """usage: cvi-lab COMMAND [options] [key=value ...]
+USAGE = """usage: cvi-lab [--config-dir DIR] COMMAND [options] [key=value ...]
 
 commands:
-  serve [overrides]                    start the API server (conf/serve.yaml), e.g. server.port=9000
+  serve [overrides]                    start the API server (serve.yaml), e.g. server.port=9000
   demo [overrides]                     start a server, hold a 3-turn spoken call, print transcript + latency
   replica create PATH [--name N]       build a replica offline from a face video/image, print its record
   replica preview ...                  render a preview of a replica (see `cvi-lab replica preview --help`)
-  experiment experiment=NAME [...]     run an experiment (Hydra app over conf/lab.yaml; -m for sweeps)
+  experiment experiment=NAME [...]     run an experiment (Hydra app over lab.yaml; -m for sweeps)
   compare [--experiment NAME]          compare MLflow runs: table + plots (latency vs quality)
 
-Overrides are Hydra key=value pairs over conf/serve.yaml: server.host, server.port, server.api_keys,
-server.home, server.store.path, server.limits.max_concurrent_conversations, ...
+Overrides are Hydra key=value pairs over serve.yaml: server.host, server.port, server.api_keys,
+server.home, server.store.path, server.limits.max_concurrent_conversations, stage choices (asr=..., tts=...),
+engine.* settings, ...
+--config-dir DIR (or CVI_LAB_CONFIG_DIR=DIR) adds DIR to the config search path: DIR/asr/my_asr.yaml makes
+`asr=my_asr` a choice. Hydra's `hydra.searchpath=[file:///DIR]` override works too.
 """
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "serve") -> Any:
-    """The composed config. Stage groups whose configs are not installed yet are dropped with a warning
-    (the API does not need them), so the server runs while the stage layers are being built."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import MissingConfigException
+class ConfigProblem(Exception):
+    """The command's config does not compose; printed as Hydra's message (it names the file and the choices)."""
 
-    overrides = list(overrides)
-    dropped: list[str] = []
-    while True:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="cvi-lab"):
-            try:
-                cfg = compose(config_name=config_name, overrides=overrides + [f"~{g}" for g in dropped])
-                break
-            except MissingConfigException as exc:
-                match = re.search(r"Could not find '(\w+)/", str(exc))
-                group = match.group(1) if match else None
-                if group not in STAGE_GROUPS or group in dropped or any(o.startswith(f"{group}=") for o in overrides):
-                    raise
-                dropped.append(group)
-    if dropped:
-        print(f"[cvi-lab] note: stage configs not installed yet, left out: {', '.join(dropped)}", file=sys.stderr)
-    return cfg
+
+def serve_config(overrides: Sequence[str]) -> Any:
+    """The serve config for a command, or ConfigProblem with Hydra's message."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return compose_config(overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ConfigError) as exc:
+        raise ConfigProblem(str(exc)) from None
 
 
 def _serve(args: list[str]) -> int:
     from cvi_lab.api.app import run_server
 
-    return run_server(compose_config(args))
+    return run_server(serve_config(args))
 
 
 def _demo(args: list[str]) -> int:
     from cvi_lab.demo import main as demo_main
 
-    return demo_main(compose_config(args))
+    return demo_main(serve_config(args))
 
 
 def _replica(args: list[str]) -> int:
@@ -75,12 +66,8 @@ def _replica(args: list[str]) -> int:
         return 0 if args else 2
     sub, rest = args[0], args[1:]
     if sub == "preview":
-        try:
-            from cvi_lab.stages.avatar.preview import main as preview_main
-        except ImportError as exc:
-            print(f"cvi-lab replica preview is not available yet (cvi_lab.stages.avatar.preview: {exc})",
-                  file=sys.stderr)
-            return 2
+        from cvi_lab.stages.avatar.preview import main as preview_main
+
         return int(preview_main(rest) or 0)
     if sub == "create":
         parser = argparse.ArgumentParser(prog="cvi-lab replica create")
@@ -90,7 +77,7 @@ def _replica(args: list[str]) -> int:
         ns = parser.parse_intermixed_args(rest)
         from cvi_lab.calls.offline import build_replica_offline
 
-        record = build_replica_offline(compose_config(ns.overrides), ns.path, ns.name)
+        record = build_replica_offline(serve_config(ns.overrides), ns.path, ns.name)
         print(json.dumps(record, indent=2))
         return 0 if record.get("status") == "completed" else 1
     print(f"unknown replica command {sub!r}\n\n{USAGE}", file=sys.stderr)
@@ -114,7 +101,11 @@ OWN_HELP = ("replica", "experiment", "compare")  # these print their own --help
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = take_config_dir_flags(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:
+        print(f"cvi-lab: {exc}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         sys.exit(0 if args else 2)
@@ -125,4 +116,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(a in ("-h", "--help") for a in args[1:]) and args[0] not in OWN_HELP:
         print(USAGE)
         sys.exit(0)
-    sys.exit(command(args[1:]))
+    try:
+        sys.exit(command(args[1:]))
+    except ConfigProblem as exc:
+        print(f"cvi-lab {args[0]}: config error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -58,16 +58,35 @@ def test_replica_create_offline(tmp_path, capsys):
     assert run_main(["replica", "create", str(tmp_path / "missing.png"), *common]) == 1
 
 
-def test_replica_preview_delegates(monkeypatch, capsys):
+def test_replica_preview_delegates(monkeypatch):
     seen = []
     fake = types.ModuleType("cvi_lab.stages.avatar.preview")
     fake.main = lambda argv: seen.append(argv) or 0
     monkeypatch.setitem(sys.modules, "cvi_lab.stages.avatar.preview", fake)
     assert run_main(["replica", "preview", "rabc123", "--seconds", "2"]) == 0
     assert seen == [["rabc123", "--seconds", "2"]]
-    monkeypatch.setitem(sys.modules, "cvi_lab.stages.avatar.preview", None)  # absent -> a clear message
-    assert run_main(["replica", "preview", "x"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+
+
+def test_a_missing_config_names_the_file_and_the_choices(tmp_path, capsys):
+    assert run_main(["serve", "asr=no_such_asr", f"server.home={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and "asr/no_such_asr" in err and "faster_whisper_tiny_en" in err
+    assert "Traceback" not in err and "not installed yet" not in err
+    with pytest.raises(Exception, match="Could not find 'tts/nope'"):
+        cli.compose_config(["tts=nope"])  # no group is left out quietly
+
+
+def test_config_dir_flag_adds_a_user_config_dir(tmp_path, monkeypatch):
+    from cvi_lab import config
+
+    monkeypatch.setenv(config.USER_DIRS_ENV, "")  # restored after the test: --config-dir writes to it
+    (tmp_path / "asr").mkdir()
+    (tmp_path / "asr" / "my_asr.yaml").write_text("defaults: [faster_whisper_tiny_en, _self_]\nbeam_size: 5\n")
+    seen = []
+    monkeypatch.setitem(cli.COMMANDS, "serve", lambda args: seen.append(cli.serve_config(args)) or 0)
+    assert run_main(["--config-dir", str(tmp_path), "serve", "asr=my_asr"]) == 0
+    assert seen[0].asr.beam_size == 5 and seen[0].composed.choices.asr == "my_asr"
+    assert run_main(["serve", "--config-dir"]) == 2
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ class ConversationalFlowLayer(OpenSection):
 
 
 class AvatarLayer(OpenSection):
-    """Our own layer: renderer choice and its settings (conf/avatar/*)."""
+    """Our own layer: renderer choice and its settings (the avatar config group: cvi_lab/conf/avatar/*)."""
 
 
 class Layers(RequestModel):

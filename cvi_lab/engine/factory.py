@@ -35,11 +35,10 @@ async def create_engine(
     replica_dir: str | Path | None = None,
     apply_greenscreen: bool = False,
     seed: int | None = None,
-    conf_dir: str | Path | None = None,
     plan: PipelinePlan | None = None,
 ) -> ConversationEngine:
     """Resolve the pipeline, load (or reuse) its stages, return an engine (not started yet)."""
-    plan = plan or build_plan(cfg, layers, language, spec.pipeline_mode, conf_dir)
+    plan = plan or build_plan(cfg, layers, language, spec.pipeline_mode)
     avatar_kwargs: dict[str, Any] = {"replica_dir": str(replica_dir) if replica_dir else None,
                                      "apply_greenscreen": bool(apply_greenscreen)}
     if seed is not None:
@@ -51,24 +50,25 @@ async def create_engine(
     engine = ConversationEngine(spec, stages, plan.settings, clock=clock, sinks=sinks)
     engine.plan = plan
     if plan.route.detect and cfg is not None and "languages" in cfg:
-        engine.voice_for_language = _voice_resolver(cfg, plan, pool, conf_dir)
+        engine.voice_for_language = _voice_resolver(cfg, pool)
     # reported as error events once the engine starts (e.g. the LLM endpoint is down)
     engine.startup_warnings = [f"{g} warm-up failed: {m}" for g, m in pool.warnings[seen:]]
     return engine
 
 
-def _voice_resolver(cfg: Any, plan: PipelinePlan, pool: StagePool, conf_dir: str | Path | None):
-    """code -> the TTS of that language's route (conf/languages), loaded once through the shared pool."""
+def _voice_resolver(cfg: Any, pool: StagePool):
+    """code -> the TTS of that language's route (languages/default.yaml), loaded once through the shared pool."""
+    from cvi_lab.config import recorded
     from cvi_lab.domain.languages import LanguageTable
-    from cvi_lab.engine.pipeline_config import CONF_DIR, load_stage_file
+    from cvi_lab.engine.pipeline_config import load_stage_config
 
     langs = cfg["languages"]
     table = LanguageTable(OmegaConf.to_container(langs, resolve=True) if isinstance(langs, DictConfig) else langs)
-    root = Path(conf_dir) if conf_dir else CONF_DIR
+    searchpath = list(recorded(cfg).searchpath)
 
     async def voice(code: str):
         route = table.for_code(code)  # a route with a voice (english when the code has none)
-        stage = load_stage_file("tts", route.tts, root)
+        stage = load_stage_config("tts", route.tts, searchpath)
         for key, value in route.tts_overrides.items():
             if key in stage:
                 stage[key] = value

@@ -1,11 +1,11 @@
-"""A conversation's pipeline: stage configs and engine settings from the Hydra defaults + the persona.
+"""A conversation's pipeline: stage configs and engine settings from the composed config + the persona.
 
-Why one function: the persona's `layers` (SPEC §2), the conversation's language route and the Hydra defaults
+Why one function: the persona's `layers` (SPEC §2), the conversation's language route and Hydra's choices
 all pick or tweak the same six stage configs; doing it in one place keeps precedence visible:
-root defaults < language route < explicit Hydra choices (e.g. `asr=faster_whisper_base`) that can serve the
-language < persona layers. Stage configs other than the chosen one of their group are read from
-`conf/<group>/<name>.yaml`. Sensitivity words map to thresholds through the tables in
-`conf/engine/default.yaml` (engine defaults).
+defaults list < language route < explicit Hydra choices (e.g. `asr=faster_whisper_base`) that can serve the
+language < persona layers. What Hydra chose is read from the config (`cfg.composed`, recorded by
+`cvi_lab.config`), never guessed; configs other than the chosen one of a group are composed by Hydra from the
+same search path. Sensitivity words map to thresholds through the tables in `engine/default.yaml`.
 """
 
 from __future__ import annotations
@@ -14,55 +14,56 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from cvi_lab import config
 from cvi_lab.domain.languages import LanguageRoute, LanguageTable
 from cvi_lab.engine.chunker import ChunkerSettings
 
-STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
-SENSITIVITY_LEVELS = ("superlow", "verylow", "low", "medium", "high")
-DEFAULTS_FILE = Path(__file__).resolve().parents[2] / "conf" / "engine" / "default.yaml"
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+GIVEN_NODE = "<set in cfg>"  # the choice name of a stage node set in the config by code, not by Hydra
+SENSITIVITY_KEYS = ("pause_sensitivity", "interrupt_sensitivity", "turn_taking_patience", "replica_interruptibility")
 
 
-class PipelineConfigError(ValueError):
-    """A persona layer or language names something we cannot build; the message lists what is accepted."""
+class PipelineConfigError(config.ConfigError):
+    """A persona layer, language or setting names something we cannot build; the message lists what is accepted."""
 
 
 @dataclass
 class EngineSettings:
-    """Knobs of one conversation's engine (defaults: conf/engine/default.yaml, then cfg.engine, then the persona)."""
+    """Knobs of one conversation's engine. The Hydra schema of `engine/default.yaml`, which holds every default
+    (so none here): the YAML is validated against these fields and types, then cfg.engine, then the persona."""
 
-    greeting: str = "Hey there, how's it going? What can I do for you today?"
-    apology: str = "Sorry, I ran into a problem on my side. Could you say that again?"
-    max_tokens: int = 96
-    chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
-    vad_min_silence_ms: float = 200
-    turn_threshold: float = 0.5
-    max_patience_ms: float = 1200
-    barge_in_min_ms: float = 500
-    min_turn_ms: float = 150
-    preroll_ms: float = 300
-    max_turn_s: float = 30
-    pause_llm_until_first_audio: bool = True
-    echo_idle_flush_ms: float = 700
-    history_max_messages: int = 40
-    history_trim_block: int = 8
-    system_prompt_default: str = ""
-    trim_leading_silence_dbfs: float | None = -50.0
-    speculative_answer: bool = True
-    early_decision_ms: float | None = 50
-    finished_text_patience_ms: float | None = 500
-    unfinished_text_patience_ms: float | None = 2000
-    unfinished_last_words: list[str] = field(default_factory=list)
-    stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    use_turn_detector: bool = True
-    language_code: str | None = "en"  # ASR language; None = detect per utterance (multilingual)
-    tools: list[dict] = field(default_factory=list)
-    # the word -> threshold tables, kept so `conversation.sensitivity` can re-map at run time
-    tables: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)
+    greeting: str
+    apology: str
+    max_tokens: int
+    chunker: ChunkerSettings
+    vad_min_silence_ms: float
+    turn_threshold: float
+    max_patience_ms: float
+    barge_in_min_ms: float
+    min_turn_ms: float
+    preroll_ms: float
+    max_turn_s: float
+    pause_llm_until_first_audio: bool
+    echo_idle_flush_ms: float
+    history_max_messages: int
+    history_trim_block: int
+    system_prompt_default: str
+    trim_leading_silence_dbfs: Optional[float]
+    speculative_answer: bool
+    early_decision_ms: Optional[float]
+    finished_text_patience_ms: Optional[float]
+    unfinished_text_patience_ms: Optional[float]
+    unfinished_last_words: List[str]
+    stage_overrides: Dict[str, Dict[str, Any]]
+    use_turn_detector: bool
+    language_code: Optional[str]  # ASR language; None = detect per utterance (multilingual)
+    tools: List[Any]
+    # sensitivity key -> word -> {setting: value}, kept so `conversation.sensitivity` can re-map at run time
+    tables: Dict[str, Dict[str, Dict[str, Any]]] = field(repr=False)
 
     def with_sensitivity(self, **levels: str | None) -> "EngineSettings":
         """A copy with sensitivity words applied, e.g. pause_sensitivity="high", replica_interruptibility="low".
@@ -70,7 +71,7 @@ class EngineSettings:
         Keys: pause_sensitivity, interrupt_sensitivity, turn_taking_patience, replica_interruptibility
         (applied in that order, so conversational_flow wins over stt)."""
         out = dataclasses.replace(self)
-        for key in ("pause_sensitivity", "interrupt_sensitivity", "turn_taking_patience", "replica_interruptibility"):
+        for key in SENSITIVITY_KEYS:
             level = levels.get(key)
             if level is None:
                 continue
@@ -83,19 +84,28 @@ class EngineSettings:
         return out
 
 
+SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(EngineSettings))
+
+
 def load_engine_settings(cfg: Mapping | DictConfig | None = None) -> EngineSettings:
-    """conf/engine/default.yaml overlaid with cfg.engine (if the root config has an `engine` group)."""
-    raw = OmegaConf.to_container(OmegaConf.load(DEFAULTS_FILE), resolve=True)
-    over = (cfg or {}).get("engine") if cfg is not None else None
-    if over:
-        raw = OmegaConf.to_container(OmegaConf.merge(raw, over), resolve=True)
-    tables = {k: raw.pop(k) for k in ("pause_sensitivity", "interrupt_sensitivity", "replica_interruptibility", "turn_taking_patience")}
-    known = {f.name for f in dataclasses.fields(EngineSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise PipelineConfigError(f"engine settings {unknown} are not known; accepted: {sorted(known)}")
-    raw["chunker"] = ChunkerSettings(**raw.get("chunker", {}))
-    return EngineSettings(**raw, tables=tables)
+    """`engine/default.yaml` overlaid with cfg.engine (if the config has an `engine` group), validated.
+    A composed cfg.engine is used as is: Hydra validated it against this schema and applied the overrides."""
+    over = cfg.get("engine") if cfg is not None else None
+    try:
+        if isinstance(over, DictConfig) and OmegaConf.get_type(over) is EngineSettings:
+            node = over
+        else:
+            node = OmegaConf.merge(OmegaConf.structured(EngineSettings), config.load_group("engine", "default"), over or {})
+        settings = OmegaConf.to_object(node)
+    except OmegaConfBaseException as exc:
+        raise PipelineConfigError(f"engine settings: {str(exc).splitlines()[0]}; "
+                                  f"accepted settings: {', '.join(sorted(SETTING_NAMES))}") from None
+    for key, words in settings.tables.items():
+        unknown = {name for values in words.values() for name in values} - SETTING_NAMES
+        if key not in SENSITIVITY_KEYS or unknown:
+            raise PipelineConfigError(f"engine.tables.{key}: {sorted(unknown) or 'unknown table'} not accepted; "
+                                      f"tables: {', '.join(SENSITIVITY_KEYS)}")
+    return settings
 
 
 @dataclass
@@ -106,94 +116,24 @@ class PipelinePlan:
     settings: EngineSettings
     route: LanguageRoute
     pipeline_mode: str = "full"
-    choices: dict[str, str] = field(default_factory=dict)  # group -> conf file name (or "<default>")
+    choices: dict[str, str] = field(default_factory=dict)  # group -> config name
     warnings: list[str] = field(default_factory=list)
 
 
-def default_choices(conf_dir: Path = CONF_DIR, cfg: Mapping | None = None) -> dict[str, str]:
-    """The group -> name choices `cfg.<group>` was built from: Hydra's runtime choices under @hydra.main; with
-    the compose API (no runtime record) the conf file each `cfg.<group>` matches best; else the root file's
-    defaults list."""
+def _load_stage(group: str, name: str, cfg: Mapping, choices: Mapping[str, str], searchpath: list[str]) -> DictConfig:
+    """cfg.<group> when `name` is Hydra's choice for the group (keeps command-line overrides), else `<group>/<name>`
+    composed by Hydra from the same search path."""
+    if group in cfg and choices.get(group) == name:
+        return copy.deepcopy(cfg[group])
+    return load_stage_config(group, name, searchpath)
+
+
+def load_stage_config(group: str, name: str, searchpath: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """`<group>/<name>` as Hydra composes it; an unknown name lists the available ones."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            return {k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if k in STAGE_GROUPS}
-    except Exception:  # noqa: BLE001 - hydra absent or not initialised: read the file instead
-        pass
-    out = file_defaults(conf_dir)
-    for group in STAGE_GROUPS:
-        if cfg is not None and group in cfg and cfg[group] is not None:
-            out[group] = _closest_file(group, cfg[group], conf_dir, out.get(group, ""))
-    return out
-
-
-def _closest_file(group: str, node: Any, conf_dir: Path, fallback: str) -> str:
-    """The conf/<group>/*.yaml (same `_target_`) that differs from `node` in the fewest values; ties and
-    no match keep `fallback` (the root default), so a default with command-line tweaks stays the default."""
-    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-    best, best_score = fallback, None
-    for path in sorted((conf_dir / group).glob("*.yaml")):
-        try:
-            other = OmegaConf.to_container(load_stage_file(group, path.stem, conf_dir), resolve=True)
-        except Exception:  # noqa: BLE001 - a file needing interpolation/defaults: not comparable here
-            continue
-        if not isinstance(other, dict) or other.get("_target_") != data.get("_target_"):
-            continue
-        score = sum(data.get(k) != other.get(k) for k in set(data) | set(other))
-        if best_score is None or score < best_score or (score == best_score and path.stem == fallback):
-            best, best_score = path.stem, score
-    return best
-
-
-def file_defaults(conf_dir: Path = CONF_DIR) -> dict[str, str]:
-    """The stage choices of the root file's defaults list (conf/serve.yaml), i.e. what nobody chose."""
-    serve = conf_dir / "serve.yaml"
-    out: dict[str, str] = {}
-    if serve.exists():
-        for item in OmegaConf.load(serve).get("defaults", []):
-            if isinstance(item, (dict, DictConfig)):
-                for k, v in item.items():
-                    if k in STAGE_GROUPS:
-                        out[str(k)] = str(v)
-    return out
-
-
-def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
-
-
-def _load_stage(group: str, name: str, cfg: Mapping | None, choices: dict[str, str], conf_dir: Path) -> DictConfig:
-    """cfg.<group> when `name` is the group's default (keeps command-line overrides), else the conf file."""
-    if cfg is not None and group in cfg and choices.get(group) == name:
-        return copy.deepcopy(cfg[group]) if isinstance(cfg[group], DictConfig) else OmegaConf.create(dict(cfg[group]))
-    return load_stage_file(group, name, conf_dir)
-
-
-def load_stage_file(group: str, name: str, conf_dir: Path = CONF_DIR, _seen: tuple[str, ...] = ()) -> DictConfig:
-    """conf/<group>/<name>.yaml with its `defaults:` list applied the way Hydra composes a group file
-    (entries are files of the same group, merged in order; `_self_` marks where the file's own keys go,
-    last if absent). Why not OmegaConf.load: it ignores the list, so `portrait_256` lost its `_target_`."""
-    path = conf_dir / group / f"{name}.yaml"
-    if not path.exists():
-        raise PipelineConfigError(f"{group} {name!r} is not available; available: {', '.join(available(group, conf_dir)) or 'none'}")
-    if name in _seen:
-        raise PipelineConfigError(f"{group} {name!r}: its defaults list loops ({' -> '.join(_seen + (name,))})")
-    own = OmegaConf.load(path)
-    entries = own.pop("defaults", None) if isinstance(own, DictConfig) else None
-    if not entries:
-        return own
-    entries = list(entries) if "_self_" in list(entries) else list(entries) + ["_self_"]
-    out = OmegaConf.create({})
-    for entry in entries:
-        if entry == "_self_":
-            out = OmegaConf.merge(out, own)
-        elif isinstance(entry, str):
-            out = OmegaConf.merge(out, load_stage_file(group, entry, conf_dir, _seen + (name,)))
-        else:
-            raise PipelineConfigError(f"{group} {name!r}: defaults entry {entry!r} not supported; list names of "
-                                      f"conf/{group}/ files and _self_")
-    return out
+        return config.load_group(group, name, searchpath)
+    except config.ConfigError as exc:
+        raise PipelineConfigError(str(exc)) from None
 
 
 def serves(group: str, stage: Mapping[str, Any], code: str | None) -> bool:
@@ -238,21 +178,21 @@ def build_plan(
     layers: Mapping[str, Any] | None = None,
     language: str = "english",
     pipeline_mode: str = "full",
-    conf_dir: Path | str | None = None,
 ) -> PipelinePlan:
-    """Resolve the stage configs and engine settings of one conversation."""
-    conf_dir = Path(conf_dir) if conf_dir else CONF_DIR
+    """Resolve the stage configs and engine settings of one conversation (cfg: from `cvi_lab.config.compose`,
+    or a lab job's config; None = the shipped serve config)."""
+    cfg = config.compose() if cfg is None else cfg
     layers = {k: dict(v or {}) for k, v in (layers or {}).items()}
     if pipeline_mode not in ("full", "echo"):
         raise PipelineConfigError(f"pipeline_mode {pipeline_mode!r} is not accepted; use 'full' or 'echo'")
-    choices = default_choices(conf_dir, cfg)
-    unchosen = file_defaults(conf_dir)
-    for group in STAGE_GROUPS:
-        if cfg is None or group not in cfg:
-            choices.setdefault(group, "")
-    langs = (cfg or {}).get("languages") if cfg is not None else None
-    if not langs:
-        langs = OmegaConf.load(conf_dir / "languages" / "default.yaml")
+    composed = config.recorded(cfg)
+    choices = {g: str(composed.choices[g]) for g in config.STAGE_GROUPS if g in composed.choices and g in cfg}
+    # a group node set in cfg after composing (Hydra chose none) is used as given, like an explicit choice
+    given = {g for g in config.STAGE_GROUPS if g in cfg and g not in choices}
+    choices.update({g: GIVEN_NODE for g in given})
+    explicit = set(composed.explicit) | given
+    searchpath = list(composed.searchpath)
+    langs = cfg["languages"]
     route = LanguageTable(OmegaConf.to_container(langs, resolve=True) if isinstance(langs, DictConfig) else langs).resolve(language)
     settings = load_engine_settings(cfg)
     settings.language_code = route.code
@@ -260,22 +200,21 @@ def build_plan(
 
     llm, tts, stt = layers.get("llm", {}), layers.get("tts", {}), layers.get("stt", {})
     flow, avatar = layers.get("conversational_flow", {}), layers.get("avatar", {})
-    names = dict(choices)
-    # An explicit Hydra choice (not the root default) wins over the language route when it can serve the
-    # language; the route fills in otherwise; persona layers win over both.
+    names = {g: choices.get(g, "") for g in config.STAGE_GROUPS}
+    # An explicit Hydra choice (an override, not the defaults list) wins over the language route when it can
+    # serve the language; the route fills in otherwise; persona layers win over both.
     for group, routed in (("asr", route.asr), ("tts", route.tts)):
-        chosen = choices.get(group, "")
-        explicit = bool(chosen) and chosen != unchosen.get(group) and cfg is not None and group in cfg
-        if routed and not (explicit and serves(group, cfg[group], route.code)):
+        chosen = group in explicit and group in choices
+        if routed and not (chosen and serves(group, cfg[group], route.code)):
             names[group] = routed
     names["asr"] = stt.get("stt_engine") or names.get("asr") or route.asr
     names["tts"] = tts.get("tts_engine") or names.get("tts") or ""
     if llm.get("base_url"):
         names["llm"] = "openai_compatible"
-    elif llm.get("model") and (conf_dir / "llm" / f"{llm['model']}.yaml").exists():
+    elif llm.get("model") and str(llm["model"]) in config.group_options("llm", searchpath):
         names["llm"] = str(llm["model"])
     elif llm.get("model"):
-        warnings.append(f"llm.model {llm['model']!r} ignored: no base_url and no conf/llm/{llm['model']}.yaml")
+        warnings.append(f"llm.model {llm['model']!r} ignored: no base_url and no llm config {llm['model']!r}")
     turn_model = str(flow.get("turn_detection_model") or "").strip()
     if turn_model.lower() in ("none", "off") or stt.get("smart_turn_detection") is False:
         settings.use_turn_detector = False  # end of turn = VAD pause + patience only
@@ -287,7 +226,7 @@ def build_plan(
     needed = ["vad", "tts", "avatar"] + (["turn", "asr", "llm"] if pipeline_mode == "full" else [])
     if not settings.use_turn_detector and "turn" in needed:
         needed.remove("turn")
-    stages = {group: _load_stage(group, names[group], cfg, choices, conf_dir) for group in needed}
+    stages = {group: _load_stage(group, names[group], cfg, choices, searchpath) for group in needed}
 
     if "llm" in stages and llm.get("base_url"):
         _set_known(stages["llm"], {k: llm.get(k) for k in ("base_url", "model", "api_key")}, "layers.llm", warnings)

@@ -8,8 +8,9 @@ the executor, not by us). Stages that keep per-call state get their own instance
 - avatar renderer: its audio queue and frame clock -> per conversation, a fresh instance built with the
   conversation's replica_dir / apply_greenscreen (the portrait loads in well under a second);
 - turn detector, ASR, LLM, TTS: stateless between calls -> shared. An LLM's prefix cache lives in the shared
-  instance; if it offers `fork()` each conversation gets its own fork (its own cache), else conversations
+  instance; if it is `Forkable` each conversation gets its own fork (its own cache), else conversations
   share (and may evict) the cache.
+Optional capabilities are declared as Protocols (`Forkable`, `Closable`), not probed with getattr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +29,20 @@ PER_CONVERSATION = ("vad", "avatar")
 # (engine error event), not fatal; the call starts and apologises on turns that fail.
 SOFT_WARMUP = ("llm",)
 FORKABLE = ("llm",)
+
+
+@runtime_checkable
+class Forkable(Protocol):
+    """A shared stage that hands each conversation its own copy of its per-call state (an LLM's prefix cache)."""
+
+    def fork(self) -> Any: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A shared stage holding something on the running event loop (e.g. an HTTP session to a remote LLM)."""
+
+    async def aclose(self) -> None: ...
 
 
 def config_key(group: str, cfg: DictConfig | dict) -> str:
@@ -72,7 +87,7 @@ class StagePool:
             await stage.warmup()
             return stage
         shared = await self._shared_instance(group, cfg)
-        if group in FORKABLE and hasattr(shared, "fork"):
+        if group in FORKABLE and isinstance(shared, Forkable):
             return shared.fork()
         return shared
 
@@ -87,10 +102,9 @@ class StagePool:
         """Release what shared stages hold on the running event loop (e.g. an HTTP session to a remote LLM);
         the models themselves stay loaded for the next server in this process."""
         for key, stage in list(self._shared.items()):
-            close = getattr(stage, "aclose", None)
-            if close is not None:
+            if isinstance(stage, Closable):
                 try:
-                    await close()
+                    await stage.aclose()
                 except Exception:  # noqa: BLE001 - closing is best effort, never fatal at shutdown
                     log.warning("closing stage %s failed", key.split(":", 1)[0], exc_info=True)
 

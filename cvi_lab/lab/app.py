@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar", "languages", "server", "experiment")
+from cvi_lab import config
+
+# the config groups an `experiment` command line may choose from (each checked against its options)
+CHOOSABLE_GROUPS = (*config.PIPELINE_GROUPS, "server", "experiment")
 log = logging.getLogger("cvi_lab.lab")
 
 _FAILED: list[str] = []  # errors of runs in this process (single run or sequential sweep)
@@ -28,16 +30,12 @@ class LabError(RuntimeError):
 
 
 # ----------------------------------------------------------------- argument checks before Hydra
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
 def check_overrides(argv: Sequence[str]) -> str | None:
     """A clear message for an unknown config group or value (Hydra's own says less), else None."""
-    from omegaconf import OmegaConf
-
-    top = set(OmegaConf.load(CONF_DIR / "lab.yaml").keys()) - {"defaults", "hydra"}
-    groups = [g for g in STAGE_GROUPS if (CONF_DIR / g).is_dir()]
+    top = set(config.root_keys(config.LAB_ROOT))
+    groups = list(CHOOSABLE_GROUPS)
+    searchpath = config.searchpath_entries(argv)
+    options_of = {g: config.group_options(g, searchpath) for g in groups}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -45,11 +43,11 @@ def check_overrides(argv: Sequence[str]) -> str | None:
         if key.startswith(("+", "~")) or key.startswith("hydra") or "." in key or "/" in key:
             continue
         if key in groups:
-            options = group_options(key)
+            options = options_of[key]
             values = [v.strip() for v in value.strip().strip("[]").split(",")] if value else []
             for v in values:
                 if v not in options and not v.startswith(("range(", "choice(", "glob(")):
-                    return f"unknown {key} choice {v!r}; available in conf/{key}/: {', '.join(options) or 'none'}"
+                    return f"unknown {key} choice {v!r}; available: {', '.join(options) or 'none'}"
         elif key not in top:
             return (f"unknown config group or key {key!r}; groups: {', '.join(groups)}; "
                     f"settings: {', '.join(sorted(top))} (nested ones as e.g. dataset.max_turns=2)")
@@ -166,6 +164,7 @@ def run_experiment(cfg: Any, context: dict[str, Any] | None = None) -> dict[str,
 def _task(cfg: Any) -> float | None:
     from cvi_lab.lab.tracking import TrackingError
 
+    config.record_job(cfg)
     try:
         metrics = run_experiment(cfg)
     except LabError as exc:
@@ -189,15 +188,18 @@ def _report_failure(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`cvi-lab experiment [-m] experiment=NAME [overrides]`; returns the exit code."""
-    import hydra
-
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = config.take_config_dir_flags(args)
+    except config.ConfigError as exc:
+        print(f"cvi-lab experiment: {exc}", file=sys.stderr)
+        return 2
     problem = check_overrides(args)
     if problem:
         print(f"cvi-lab experiment: {problem}", file=sys.stderr)
         return 2
     _FAILED.clear()
-    entry = hydra.main(config_path=str(CONF_DIR), config_name="lab", version_base="1.3")(_task)
+    entry = config.main_entry(config.LAB_ROOT, _task)
     saved = sys.argv
     sys.argv = ["cvi-lab experiment", *args]
     try:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +23,16 @@ from cvi_lab.lab.runner import RunResult, apply_engine_record, participant_audio
 log = logging.getLogger("cvi_lab.lab")
 AUDIBLE_DBFS = -45.0
 VIDEO_MAX_S = 40.0
+
+
+@runtime_checkable
+class CountsSamples(Protocol):
+    """A VAD that tells how many samples it was fed (Silero, which scores fixed windows); others need no aligning."""
+
+    @property
+    def samples_seen(self) -> int: ...
+
+
 ALIGN_SAMPLES = 2560  # lcm(320-sample mic frames, 512-sample Silero windows)
 
 
@@ -40,12 +50,7 @@ async def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
         record = i == 0 and (cfg.metrics.sample_video or cfg.metrics.lipsync)
         await _call(cfg, data, script, pool, choices, result, out_dir, record, bar)
     bar.close()
-    close = getattr(pool, "close", None)
-    if callable(close):
-        with contextlib.suppress(Exception):
-            res = close()
-            if asyncio.iscoroutine(res):
-                await res
+    await pool.aclose()
     return result
 
 
@@ -77,9 +82,11 @@ def _align(engine) -> list:
     and the ASR could hear it differently. Aligned, the same config and seed give the same transcripts."""
     from cvi_lab.engine import offline as O
 
-    seen = getattr(engine.stages.vad, "samples_seen", None)
+    if not isinstance(engine.stages.vad, CountsSamples):
+        return []
+    seen = engine.stages.vad.samples_seen
     frame = int(O.FRAME_S * O.MIC_RATE)
-    if not isinstance(seen, int) or seen % frame:
+    if seen % frame:
         return []
     frames = (-(seen // frame)) % (ALIGN_SAMPLES // frame)
     return [O.Pause(frames * O.FRAME_S)] if frames else []
@@ -125,7 +132,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
                                  language=script.language or str(cfg.participant.language))
     images: list[np.ndarray] = []
     frame_audio: list[np.ndarray] = []
-    fps = float(getattr(engine.stages.avatar, "fps", 25))
+    fps = float(engine.stages.avatar.fps)
 
     async def grab() -> None:
         async for frame in engine.frames():

@@ -68,7 +68,7 @@ def participant_audio(cfg: Any, data: Dataset, utt) -> np.ndarray:
 
 def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
     """Persona layers that pin the swept ASR/TTS choice: the engine's language route would otherwise pick
-    its own per-language ASR/TTS (conf/languages), silently ignoring `asr=...`/`tts=...` overrides."""
+    its own per-language ASR/TTS (languages/default.yaml), silently ignoring `asr=...`/`tts=...` overrides."""
     layers: dict[str, dict] = {}
     if choices.get("asr"):
         layers["stt"] = {"stt_engine": choices["asr"]}
@@ -110,19 +110,18 @@ async def add_intelligibility(cfg: Any, result: RunResult) -> None:
         if len(pcm16) < SAMPLE_RATE // 10:
             t.intelligibility_heard = ""
             continue
-        lang = (getattr(asr, "languages", None) or ["en"])[0]
+        lang = (list(asr.languages) or ["en"])[0]  # ASR declares `languages`
         tr = await asr.transcribe(pcm16, SAMPLE_RATE, None if lang == "*" else "en")
         t.intelligibility_heard = tr.text
 
 
 async def _judge_asr(cfg: Any):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from cvi_lab.lab.app import CONF_DIR
+    from cvi_lab.config import load_group, recorded
 
     name = cfg.metrics.get("intelligibility_asr")
-    node = cfg.asr if not name else OmegaConf.load(CONF_DIR / "asr" / f"{name}.yaml")
+    node = cfg.asr if not name else load_group("asr", str(name), list(recorded(cfg).searchpath))
     asr = instantiate(node)
     await asr.warmup()
     return asr

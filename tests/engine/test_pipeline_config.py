@@ -1,33 +1,24 @@
-"""Persona layers + language + Hydra defaults -> stage configs and engine settings (no models loaded)."""
+"""Persona layers + language + Hydra's choices -> stage configs and engine settings (no models loaded)."""
+
+import dataclasses
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
-from cvi_lab.engine.pipeline_config import CONF_DIR, PipelineConfigError, build_plan, load_engine_settings
+from cvi_lab import config
+from cvi_lab.engine.pipeline_config import (EngineSettings, PipelineConfigError, build_plan, load_engine_settings,
+                                            load_stage_config)
 
 GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
 
 
-def cfg(**over):
-    """A root config as Hydra composes it: the default file of each group, plus overrides."""
-    base = {g: OmegaConf.load(CONF_DIR / g / f"{name}.yaml") for g, name in
-            dict(vad="silero", turn="smart_turn_v3", asr="faster_whisper_tiny_en", llm="hf_causal", tts="piper",
-                 avatar="portrait").items() if (CONF_DIR / g / f"{name}.yaml").exists()}
-    base["languages"] = OmegaConf.load(CONF_DIR / "languages" / "default.yaml")
-    c = OmegaConf.create(base)
-    for k, v in over.items():
-        OmegaConf.update(c, k, v)
-    return c
+def cfg(*overrides):
+    """The serve config as the CLI composes it (with the hf_causal LLM), plus overrides."""
+    return config.compose(overrides=["llm=hf_causal", *overrides])
 
 
-def needs(*paths):
-    missing = [p for p in paths if not (CONF_DIR / p).exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"stage configs not installed yet: {missing}")
-
-
-@needs("llm/hf_causal.yaml", "tts/piper.yaml", "asr/faster_whisper_tiny_en.yaml", "turn/smart_turn_v3.yaml")
 def test_defaults_keep_command_line_overrides():
-    plan = build_plan(cfg(**{"llm.temperature": 0.7}))
+    plan = build_plan(cfg("llm.temperature=0.7"))
     assert set(plan.stages) == set(GROUPS)
     assert plan.stages["llm"].temperature == 0.7  # cfg.llm kept, not re-read from the file
     assert plan.stages["vad"].min_silence_ms == plan.settings.vad_min_silence_ms == 200
@@ -35,7 +26,6 @@ def test_defaults_keep_command_line_overrides():
     assert plan.warnings == []
 
 
-@needs("llm/hf_causal.yaml", "tts/piper.yaml")
 def test_sensitivity_words_map_to_thresholds_and_flow_wins():
     layers = {"stt": {"participant_pause_sensitivity": "high", "participant_interrupt_sensitivity": "low"},
               "conversational_flow": {"replica_interruptibility": "high"}}
@@ -48,7 +38,6 @@ def test_sensitivity_words_map_to_thresholds_and_flow_wins():
         load_engine_settings().with_sensitivity(pause_sensitivity="ultra")
 
 
-@needs("llm/openai_compatible.yaml")
 def test_base_url_switches_to_the_openai_compatible_llm():
     plan = build_plan(cfg(), {"llm": {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-x", "api_key": "k",
                                       "tools": [{"type": "function", "function": {"name": "f"}}]}})
@@ -57,7 +46,10 @@ def test_base_url_switches_to_the_openai_compatible_llm():
     assert plan.settings.tools[0]["function"]["name"] == "f"
 
 
-@needs("llm/hf_causal.yaml", "tts/piper.yaml")
+def test_llm_model_naming_a_config_picks_it():
+    assert build_plan(cfg(), {"llm": {"model": "ct2_causal"}}).choices["llm"] == "ct2_causal"
+
+
 def test_unknown_engines_are_clear_errors_and_unknown_settings_warnings():
     with pytest.raises(PipelineConfigError, match="available: .*piper"):
         build_plan(cfg(), {"tts": {"tts_engine": "cartesia"}})
@@ -65,12 +57,11 @@ def test_unknown_engines_are_clear_errors_and_unknown_settings_warnings():
         build_plan(cfg(), {"stt": {"stt_engine": "deepgram"}})
     plan = build_plan(cfg(), {"tts": {"voice": "nova"}, "llm": {"model": "tavus-llama"}, "avatar": {"fps": 20, "bogus": 1}})
     assert plan.stages["avatar"].fps == 20
-    assert any("voice" in w for w in plan.warnings) or "voice" in plan.stages["tts"]
+    assert "voice" not in plan.stages["tts"] and any("'voice' ignored" in w for w in plan.warnings)  # piper: no voice key
     assert any("tavus-llama" in w for w in plan.warnings)
     assert any("bogus" in w for w in plan.warnings)
 
 
-@needs("llm/hf_causal.yaml", "tts/piper.yaml")
 def test_echo_mode_and_turn_detection_off_skip_stages():
     plan = build_plan(cfg(), pipeline_mode="echo")
     assert set(plan.stages) == {"vad", "tts", "avatar"}
@@ -80,10 +71,7 @@ def test_echo_mode_and_turn_detection_off_skip_stages():
     assert plan.choices["turn"] == "silence" and plan.settings.use_turn_detector
 
 
-@needs("asr/faster_whisper_base.yaml", "llm/hf_causal.yaml")
 def test_language_route_picks_asr_and_tts():
-    if not (CONF_DIR / "tts" / "espeak.yaml").exists():
-        pytest.skip("espeak tts config not installed yet")
     plan = build_plan(cfg(), language="spanish")
     assert plan.choices["asr"] == "faster_whisper_base" and plan.choices["tts"] == "espeak"
     assert plan.settings.language_code == "es"
@@ -96,53 +84,63 @@ def test_engine_settings_from_yaml_and_cfg_engine():
     s = load_engine_settings({"engine": {"barge_in_min_ms": 123, "chunker": {"first_min_words": 2}}})
     assert s.barge_in_min_ms == 123 and s.chunker.first_min_words == 2 and s.chunker.max_words == 30
     assert s.greeting.startswith("Hey there")
-    with pytest.raises(PipelineConfigError, match="not known"):
+    with pytest.raises(PipelineConfigError, match="'barge_in' not in 'EngineSettings'"):
         load_engine_settings({"engine": {"barge_in": 1}})
+    with pytest.raises(PipelineConfigError, match="max_tokens"):
+        load_engine_settings({"engine": {"max_tokens": "many"}})
 
 
-def chose(group, name, **over):
-    """cfg() as Hydra composes it with `<group>=<name>` on the command line (+ dotted overrides)."""
-    c = cfg()
-    c[group] = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
-    for k, v in over.items():
-        OmegaConf.update(c, k, v)
-    return c
+def test_engine_settings_defaults_live_only_in_the_yaml():
+    """The dataclass is the schema (no defaults restated); the YAML sets every field, and the YAML's values win."""
+    fields = dataclasses.fields(EngineSettings)
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in fields)
+    with pytest.raises(TypeError):
+        EngineSettings()  # type: ignore[call-arg]
+    yaml = config.load_group("engine", "default")
+    assert set(yaml) == {f.name for f in fields}
+    s = load_engine_settings()
+    assert (s.history_max_messages, s.history_trim_block, s.early_decision_ms) == (4, 2, 0)
+    assert s.stage_overrides == {"llm": {"threads": 1}} and s.system_prompt_default.startswith("You are")
 
 
-@needs("asr/faster_whisper_base.yaml", "asr/faster_whisper_tiny_en.yaml", "tts/piper.yaml")
+def test_engine_schema_rejects_a_typo_or_a_wrong_type_when_composing():
+    with pytest.raises(Exception, match="barge_in_min"):
+        config.compose(overrides=["engine.barge_in_min=1"])
+    with pytest.raises(Exception, match="max_tokens"):
+        config.compose(overrides=["engine.max_tokens=many"])
+
+
 def test_explicit_hydra_choice_wins_over_the_language_route_when_it_serves_the_language():
-    plan = build_plan(chose("asr", "faster_whisper_base", **{"asr.beam_size": 3}), language="english")
+    c = cfg("asr=faster_whisper_base", "asr.beam_size=3")
+    assert c.composed.choices.asr == "faster_whisper_base" and list(c.composed.explicit) == ["asr", "llm"]
+    plan = build_plan(c, language="english")
     assert plan.choices["asr"] == "faster_whisper_base"
     assert plan.stages["asr"].model == "base" and plan.stages["asr"].beam_size == 3  # cfg.asr, overrides kept
-    # the root default is not an explicit choice: the route still picks for each language
+    # the defaults list's choice is not an explicit one: the route still picks for each language
     assert build_plan(cfg(), language="english").choices["asr"] == "faster_whisper_tiny_en"
     assert build_plan(cfg(), language="spanish").choices["asr"] == "faster_whisper_base"
 
 
-@needs("asr/faster_whisper_base.yaml", "asr/pocketsphinx_en.yaml", "tts/espeak.yaml", "tts/piper.yaml")
 def test_explicit_choice_that_cannot_serve_the_language_yields_to_the_route():
-    plan = build_plan(chose("asr", "pocketsphinx_en"), language="spanish")  # English-only model
+    plan = build_plan(cfg("asr=pocketsphinx_en"), language="spanish")  # English-only model
     assert plan.choices["asr"] == "faster_whisper_base"
-    plan = build_plan(chose("asr", "pocketsphinx_en"), language="english")
+    plan = build_plan(cfg("asr=pocketsphinx_en"), language="english")
     assert plan.choices["asr"] == "pocketsphinx_en"
-    plan = build_plan(chose("tts", "espeak"), language="english")  # espeak speaks English too
+    plan = build_plan(cfg("tts=espeak"), language="english")  # espeak speaks English too
     assert plan.choices["tts"] == "espeak"
-    plan = build_plan(chose("tts", "espeak"), language="french")
+    plan = build_plan(cfg("tts=espeak"), language="french")
     assert plan.choices["tts"] == "espeak" and plan.stages["tts"].voice == "fr-fr"  # route's voice applies
 
 
-@needs("asr/faster_whisper_base.yaml", "asr/pocketsphinx_en.yaml", "tts/espeak.yaml", "tts/piper.yaml")
 def test_persona_layers_win_over_an_explicit_hydra_choice():
-    c = chose("asr", "faster_whisper_base")
-    c["tts"] = OmegaConf.load(CONF_DIR / "tts" / "espeak.yaml")
+    c = cfg("asr=faster_whisper_base", "tts=espeak")
     plan = build_plan(c, {"stt": {"stt_engine": "pocketsphinx_en"}, "tts": {"tts_engine": "piper"}}, language="english")
     assert plan.choices["asr"] == "pocketsphinx_en" and plan.choices["tts"] == "piper"
 
 
-@needs("avatar/portrait.yaml", "avatar/portrait_256.yaml")
 def test_stage_file_with_a_defaults_list_is_composed():
     plan = build_plan(cfg(), {"avatar": {"model": "portrait_256"}})
-    portrait = OmegaConf.load(CONF_DIR / "avatar" / "portrait.yaml")
+    portrait = config.load_group("avatar", "portrait")
     avatar = plan.stages["avatar"]
     assert plan.choices["avatar"] == "portrait_256" and "defaults" not in avatar
     assert avatar._target_ == portrait._target_ and avatar.width == avatar.height == 256
@@ -152,14 +150,67 @@ def test_stage_file_with_a_defaults_list_is_composed():
     get_class(avatar._target_)  # instantiable target
 
 
-def test_stage_defaults_list_errors_are_clear(tmp_path):
-    from cvi_lab.engine.pipeline_config import load_stage_file
+def test_a_config_without_recorded_choices_is_refused():
+    hand_made = OmegaConf.create({g: config.load_group(g, n) for g, n in (("vad", "silero"), ("tts", "piper"))})
+    with pytest.raises(config.ConfigError, match="cvi_lab.config.compose"):
+        build_plan(hand_made)
 
-    (tmp_path / "avatar").mkdir()
-    (tmp_path / "avatar" / "a.yaml").write_text("defaults: [b]\nx: 1\n")
-    (tmp_path / "avatar" / "b.yaml").write_text("defaults: [a]\ny: 2\n")
-    with pytest.raises(PipelineConfigError, match="loops"):
-        load_stage_file("avatar", "a", tmp_path)
-    (tmp_path / "avatar" / "c.yaml").write_text("defaults: [missing]\n")
-    with pytest.raises(PipelineConfigError, match="available"):
-        load_stage_file("avatar", "c", tmp_path)
+
+def user_dir(tmp_path):
+    (tmp_path / "asr").mkdir()
+    (tmp_path / "asr" / "my_asr.yaml").write_text("defaults: [faster_whisper_base, _self_]\nbeam_size: 4\n")
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "typo.yaml").write_text("defaults: [default, _self_]\nbarge_in_minms: 100\n")
+    (tmp_path / "tts").mkdir()
+    (tmp_path / "tts" / "broken.yaml").write_text("defaults: [no_such_voice]\n")
+    return tmp_path
+
+
+def test_a_user_config_dir_adds_choices(tmp_path, monkeypatch):
+    """CVI_LAB_CONFIG_DIR (and hydra.searchpath) put a user dir on the search path; its files are choices,
+    composed with the shipped ones (here a defaults list naming a shipped ASR), also when a persona picks one."""
+    mine = user_dir(tmp_path)
+    monkeypatch.setenv(config.USER_DIRS_ENV, str(mine))
+    c = config.compose(overrides=["asr=my_asr"])
+    assert c.asr.model == "base" and c.asr.beam_size == 4 and c.composed.choices.asr == "my_asr"
+    assert list(c.composed.searchpath) == [f"file://{mine}"]
+    assert "my_asr" in config.group_options("asr")
+    monkeypatch.delenv(config.USER_DIRS_ENV)
+    plain = config.compose()
+    plan = build_plan(config.compose(overrides=[f"hydra.searchpath=[file://{mine}]"]), {"stt": {"stt_engine": "my_asr"}})
+    assert plan.choices["asr"] == "my_asr" and plan.stages["asr"].beam_size == 4  # looked up on the recorded path
+    with pytest.raises(PipelineConfigError, match="available: .*faster_whisper_base"):
+        build_plan(plain, {"stt": {"stt_engine": "my_asr"}})  # not on the shipped search path
+
+
+def test_user_config_errors_are_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.USER_DIRS_ENV, str(user_dir(tmp_path)))
+    with pytest.raises(Exception, match="barge_in_minms"):
+        config.compose(overrides=["engine=typo"])  # the schema catches the typo
+    with pytest.raises(Exception, match="no_such_voice"):
+        load_stage_config("tts", "broken")
+
+
+def test_composes_from_any_working_directory(tmp_path):
+    """The config is package data found through pkg://cvi_lab.conf, not a path next to the checkout."""
+    import subprocess
+    import sys
+
+    code = ("from cvi_lab import config; c = config.compose(); "
+            "print(c.composed.choices.asr, c.server.port, config.group_options('tts'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["faster_whisper_tiny_en", "8765"] and "'espeak'" in out.stdout
+
+
+def test_a_stage_node_set_in_the_config_by_code_is_used_as_given():
+    """Tests put stand-in stages into a composed config with the stage groups left out: no Hydra choice to
+    read, so the node itself is the choice (named as such), and it wins over the language route."""
+    c = config.compose(overrides=["~asr", "~tts"])
+    with open_dict(c):
+        c.asr = {"_target_": "tests.engine.standins.ScriptedASR"}
+        c.tts = {"_target_": "tests.engine.standins.ScriptedTTS"}
+    plan = build_plan(c, language="spanish")
+    assert plan.choices["asr"] == plan.choices["tts"] == "<set in cfg>"
+    assert plan.stages["asr"]._target_ == "tests.engine.standins.ScriptedASR"
+    assert plan.choices["llm"] == "ct2_causal"  # the others: Hydra's choices

@@ -1,4 +1,4 @@
-"""Composed test configs: the real conf/serve.yaml (stage groups left out) with a private home per test."""
+"""Composed test configs: the real serve.yaml (stage groups left out) with a private home per test."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ STANDIN_BUILDER = "tests.helpers.standin_builder.build_replica"
 
 @functools.lru_cache(maxsize=1)
 def _base() -> Any:
-    from cvi_lab.cli import STAGE_GROUPS, compose_config
+    from cvi_lab.config import STAGE_GROUPS, compose
 
-    return compose_config([f"~{g}" for g in STAGE_GROUPS])
+    return compose(overrides=[f"~{g}" for g in STAGE_GROUPS])
 
 
 def make_cfg(home: pathlib.Path, **server: Any) -> Any:
-    """conf/serve.yaml with server.home=home, no runtimes/installers, the stand-in builder, and `server` keys merged (dotted keys ok)."""
+    """serve.yaml with server.home=home, no runtimes/installers, the stand-in builder, and `server` keys merged (dotted keys ok)."""
     cfg = OmegaConf.merge(_base(), {"server": {"home": str(home), "replica_builder": STANDIN_BUILDER,
                                                "webhooks": {"grace_s": 0.2},
                                                # API-level tests: no engine, no WebRTC unless a test adds them

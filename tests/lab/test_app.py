@@ -55,3 +55,20 @@ def test_failed_run_is_marked_failed(tmp_path, capsys, monkeypatch):
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
     assert runs[0].data.tags["error"]
     assert runs[0].data.tags["dataset.hash"] and runs[0].data.tags["choice.asr"] == "faster_whisper_tiny_en"
+
+
+def test_a_user_config_dir_adds_experiments_and_stage_choices(tmp_path, capsys, monkeypatch):
+    """`--config-dir` (cvi-lab's, also Hydra's spelling) puts a user dir on the search path: its experiment
+    and stage files are accepted choices, composed with the shipped ones."""
+    from cvi_lab import config
+
+    monkeypatch.setenv(config.USER_DIRS_ENV, "")  # restored after the test: --config-dir writes to it
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nname: mine\ndataset:\n  max_turns: 1\n")
+    (tmp_path / "asr").mkdir()
+    (tmp_path / "asr" / "my_asr.yaml").write_text("defaults: [faster_whisper_base, _self_]\nbeam_size: 4\n")
+    assert app.main(["--config-dir", str(tmp_path), "experiment=mine", "asr=my_asr", "--cfg", "job"]) == 0
+    out = capsys.readouterr().out
+    assert "name: mine" in out and "max_turns: 1" in out and "beam_size: 4" in out and "model: base" in out
+    assert app.main(["experiment=not_mine"]) == 2
+    assert "mine" in capsys.readouterr().err  # the user's experiment is listed among the options

@@ -23,21 +23,20 @@ from cvi_lab.media import TTSChunk, VideoFrame
 
 
 def synthesize(text: str) -> list[TTSChunk]:
-    """Real speech for `text`: the project's TTS stage (conf/tts/piper.yaml) when present, else Piper directly."""
-    conf = pathlib.Path(__file__).resolve().parents[3] / "conf" / "tts" / "piper.yaml"
-    if conf.exists():
-        try:
-            from hydra.utils import instantiate
-            from omegaconf import OmegaConf
+    """Real speech for `text`: the project's TTS stage (tts/piper.yaml) when it loads, else Piper directly."""
+    try:
+        from hydra.utils import instantiate
 
-            tts = instantiate(OmegaConf.load(conf))
+        from cvi_lab.config import load_group
 
-            async def collect() -> list[TTSChunk]:
-                return [c async for c in tts.stream(text)]
+        tts = instantiate(load_group("tts", "piper"))
 
-            return asyncio.run(collect())
-        except Exception:  # the TTS stage is someone else's work in progress: fall back to Piper itself
-            pass
+        async def collect() -> list[TTSChunk]:
+            return [c async for c in tts.stream(text)]
+
+        return asyncio.run(collect())
+    except Exception:  # the TTS stage is someone else's work in progress: fall back to Piper itself
+        pass
     from piper import PiperVoice
 
     from cvi_lab.assets import locate
