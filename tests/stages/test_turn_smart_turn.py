@@ -7,11 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.base import ModelMissingError, StageInputError
 from cvi_lab.stages.turn.smart_turn import SmartTurnV3
-from tests.stages.conftest import speech_span
+from tests.stages.conftest import speech_span, stage_conf
 
 SENTENCES = [
     "I would like to book a table for two people tonight.",
@@ -25,7 +24,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def turn():
-    t = instantiate(OmegaConf.load("conf/turn/smart_turn_v3.yaml"))
+    t = instantiate(stage_conf("turn", "smart_turn_v3"))
     asyncio.run(t.warmup())
     return t
 
