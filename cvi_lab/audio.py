@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 
 def to_float32(pcm: np.ndarray) -> np.ndarray:
@@ -24,20 +25,20 @@ def to_int16(pcm: np.ndarray) -> np.ndarray:
 
 
 def resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Resample mono audio (returns float32) with librosa's default resampler, soxr HQ: deterministic, aligned
-    (no filter delay), ~1000x more accurate than scipy's polyphase filter on a tone and cheaper on a 20 ms
-    chunk (about half; a fifth from Piper's 22.05 kHz). Output length ceil(n * dst / src), as before. One-shot:
-    a stream resampled chunk by chunk belongs in a stateful resampler (`cvi_lab.transport.media.PcmResampler`)."""
+    """Resample mono audio (returns float32) with soxr HQ, librosa's own resampler (`res_type="soxr_hq"`, same
+    output), called directly: `librosa.resample`'s first call imports scipy and numba, seconds on a loaded
+    machine, and this runs on the event loop. Deterministic, aligned (no filter delay), ~1000x more accurate
+    than scipy's polyphase filter on a tone and cheaper per 20 ms chunk. One-shot: a stream resampled chunk
+    by chunk belongs in a stateful resampler (`cvi_lab.transport.media.PcmResampler`)."""
     x = to_float32(pcm)
     if src_rate == dst_rate or len(x) == 0:
         return x
-    import librosa
-
     src, dst = int(src_rate), int(dst_rate)
-    y = librosa.resample(x, orig_sr=src, target_sr=dst, res_type="soxr_hq", fix=False)
-    # the length in integers: librosa's float ratio makes e.g. 882 samples at 22.05 kHz 1921 at 48 kHz, not
-    # 1920, which chunk by chunk would drift audio against video by a sample per chunk
-    return librosa.util.fix_length(y, size=-(-len(x) * dst // src)).astype(np.float32, copy=False)
+    y = soxr.resample(x, src, dst, quality="HQ")
+    # the length in integers, ceil(n * dst / src): chunk by chunk, a sample more or less per chunk would
+    # drift audio against video (e.g. 882 samples at 22.05 kHz must be 1920 at 48 kHz)
+    n = -(-len(x) * dst // src)
+    return (y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))).astype(np.float32, copy=False)
 
 
 def load_audio(path: str | Path, sample_rate: int | None = 16_000) -> tuple[np.ndarray, int]:
