@@ -25,7 +25,11 @@ def to_int16(pcm: np.ndarray) -> np.ndarray:
 
 
 def resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Polyphase resampling of mono float audio (returns float32)."""
+    """Polyphase resampling of mono float audio (returns float32); length ceil(n * dst / src), exact per chunk.
+
+    Why scipy and not torchaudio or soxr: torchaudio's resample is no faster on a 20 ms chunk and would put
+    torch on the server's import path; soxr HQ (librosa's resampler) is 2-5x faster and more accurate, but
+    it changes the 16 kHz input every model hears, and the PocketSphinx baseline's JFK words flip on it."""
     x = to_float32(pcm)
     if src_rate == dst_rate or len(x) == 0:
         return x

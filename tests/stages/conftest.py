@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from omegaconf import DictConfig, OmegaConf
 
 SR = 16_000
+
+
+def stage_conf(group: str, name: str) -> DictConfig:
+    """The shipped config of one stage option (`conf/<group>/<name>.yaml`): the one place these tests read it."""
+    return OmegaConf.load(f"conf/{group}/{name}.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ import subprocess
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.audio import load_audio, to_int16
 from cvi_lab.stages.asr.faster_whisper import FasterWhisperASR
 from cvi_lab.stages.base import ModelMissingError, StageInputError
+from tests.stages.conftest import stage_conf
 
 JFK_PHRASES = ("my fellow americans", "your country", "do for you")
 
@@ -24,14 +24,14 @@ def norm(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def tiny():
-    asr = instantiate(OmegaConf.load("conf/asr/faster_whisper_tiny_en.yaml"))
+    asr = instantiate(stage_conf("asr", "faster_whisper_tiny_en"))
     asyncio.run(asr.warmup())
     return asr
 
 
 @pytest.fixture(scope="module")
 def base():
-    asr = instantiate(OmegaConf.load("conf/asr/faster_whisper_base.yaml"))
+    asr = instantiate(stage_conf("asr", "faster_whisper_base"))
     asyncio.run(asr.warmup())
     return asr
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.asr.hf_whisper import HFWhisperASR
 from cvi_lab.stages.base import ModelMissingError, StageInputError
+from tests.stages.conftest import stage_conf
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def tiny_random_whisper(tmp_path_factory):
 
 
 def test_conf_builds():
-    asr = instantiate(OmegaConf.load("conf/asr/hf_whisper.yaml"))
+    asr = instantiate(stage_conf("asr", "hf_whisper"))
     assert isinstance(asr, HFWhisperASR) and asr.local_files_only and asr.languages == ("en",)
 
 

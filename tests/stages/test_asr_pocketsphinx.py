@@ -7,17 +7,17 @@ import asyncio
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.audio import load_audio
 from cvi_lab.stages.asr.pocketsphinx import PocketSphinxASR
 from cvi_lab.stages.base import ModelMissingError, StageInputError
+from tests.stages.conftest import stage_conf
 from tests.stages.test_asr_faster_whisper import norm
 
 
 @pytest.fixture(scope="module")
 def asr():
-    a = instantiate(OmegaConf.load("conf/asr/pocketsphinx_en.yaml"))
+    a = instantiate(stage_conf("asr", "pocketsphinx_en"))
     asyncio.run(a.warmup())
     return a
 

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from cvi_lab.stages.base import ChatMessage, LLMStats, ModelMissingError, StageInputError
 from cvi_lab.stages.llm.ct2_causal import CT2CausalLLM
 from cvi_lab.stages.llm.hf_causal import HFCausalLLM
+from tests.stages.conftest import stage_conf
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -41,14 +42,14 @@ async def same_as_cold(llm, messages, warm_out: str, n: int) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=sorted(BACKENDS))
 async def llm(request):
     # (the prompt cache is what several tests check: on, whatever the file's default)
-    model = instantiate(OmegaConf.merge(OmegaConf.load(f"conf/llm/{request.param}.yaml"), {"prefix_cache": True}))
+    model = instantiate(OmegaConf.merge(stage_conf("llm", request.param), {"prefix_cache": True}))
     await model.warmup(system_prompt=SYSTEM.content)
     return model
 
 
 def build(name: str, **overrides):
     """The stage as conf/llm/<name>.yaml builds it, with some settings changed."""
-    cfg = OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(f"conf/llm/{name}.yaml"), overrides))
+    cfg = OmegaConf.to_container(OmegaConf.merge(stage_conf("llm", name), overrides))
     cfg.pop("_target_")
     return BACKENDS[name](**cfg)  # called directly: its own error, not Hydra's wrapper
 

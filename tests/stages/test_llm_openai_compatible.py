@@ -8,17 +8,17 @@ import time
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.base import ChatMessage, LLMStats, StageInputError
 from cvi_lab.stages.llm.openai_compatible import LLMEndpointError, OpenAICompatibleLLM
+from tests.stages.conftest import stage_conf
 from tests.helpers.sse_server import SSEServer
 
 MSGS = [ChatMessage("system", "Be brief."), ChatMessage("user", "one two three four five six seven eight")]
 
 
 def make(server: SSEServer, **kw) -> OpenAICompatibleLLM:
-    cfg = OmegaConf.load("conf/llm/openai_compatible.yaml")
+    cfg = stage_conf("llm", "openai_compatible")
     return instantiate(cfg, **{"base_url": server.base_url, "model": "test-model", "api_key": server.api_key, **kw})
 
 

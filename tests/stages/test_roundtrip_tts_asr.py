@@ -11,9 +11,9 @@ import jiwer
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.audio import resample
+from tests.stages.conftest import stage_conf
 
 SENTENCES = [
     "Hello, how are you doing today?",
@@ -71,12 +71,12 @@ def test_normalize():
 
 @pytest.fixture(scope="module")
 def asr():
-    return instantiate(OmegaConf.load("conf/asr/faster_whisper_tiny_en.yaml"))
+    return instantiate(stage_conf("asr", "faster_whisper_tiny_en"))
 
 
 async def test_piper_to_whisper_tiny_en_wer(asr):
     # Default voice settings except noise: zero noise makes the audio (and so the WER) reproducible.
-    tts = instantiate(OmegaConf.load("conf/tts/piper.yaml"), noise_scale=0.0, noise_w_scale=0.0)
+    tts = instantiate(stage_conf("tts", "piper"), noise_scale=0.0, noise_w_scale=0.0)
     refs, hyps = [], []
     for text in SENTENCES:
         chunks = [c async for c in tts.stream(text)]
@@ -91,7 +91,7 @@ async def test_piper_to_whisper_tiny_en_wer(asr):
 
 
 async def test_espeak_en_to_whisper_tiny_en_is_intelligible(asr):
-    tts = instantiate(OmegaConf.load("conf/tts/espeak.yaml"))
+    tts = instantiate(stage_conf("tts", "espeak"))
     refs, hyps = [], []
     for text in SENTENCES[:12]:
         audio = np.concatenate([c.samples async for c in tts.stream(text)])

@@ -15,11 +15,12 @@ from omegaconf import OmegaConf
 from cvi_lab.domain.languages import LanguageTable
 from cvi_lab.stages.base import ModelMissingError, StageInputError
 from cvi_lab.stages.tts.espeak import EspeakTTS
+from tests.stages.conftest import stage_conf
 
 
 @pytest.fixture(scope="module")
 def tts():
-    return instantiate(OmegaConf.load("conf/tts/espeak.yaml"))
+    return instantiate(stage_conf("tts", "espeak"))
 
 
 async def test_sentence_chunks_with_word_and_phoneme_timings(tts):
@@ -42,7 +43,7 @@ async def test_sentence_chunks_with_word_and_phoneme_timings(tts):
 
 
 def test_voices_of_the_language_table_work():
-    table = OmegaConf.to_container(OmegaConf.load("conf/languages/default.yaml"))
+    table = OmegaConf.to_container(stage_conf("languages", "default"))
     routes = LanguageTable(table)
     voices = {r.name: r.tts_overrides.get("voice") for r in map(routes.resolve, routes.supported()) if r.tts == "espeak"}
     assert voices, "the language table routes some language to espeak"

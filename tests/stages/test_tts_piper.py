@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.base import ModelMissingError, StageInputError
 from cvi_lab.stages.tts.piper import PiperTTS
 from cvi_lab.stages.tts.text import split_text
+from tests.stages.conftest import stage_conf
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tts():
-    cfg = OmegaConf.load("conf/tts/piper.yaml")
+    cfg = stage_conf("tts", "piper")
     model = instantiate(cfg, noise_scale=0.0, noise_w_scale=0.0)  # deterministic audio
     await model.warmup()
     return model

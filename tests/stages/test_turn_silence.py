@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.base import StageInputError
 from cvi_lab.stages.turn.silence import SilenceTurn
+from tests.stages.conftest import stage_conf
 
 
 async def test_silence_timeout():
-    turn = instantiate(OmegaConf.load("conf/turn/silence.yaml"))
+    turn = instantiate(stage_conf("turn", "silence"))
     assert isinstance(turn, SilenceTurn) and turn.threshold == 0.5
     audio = np.zeros(16_000, np.float32)
     assert await turn.predict(audio, silence_s=0.0) == 0.0

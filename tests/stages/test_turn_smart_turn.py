@@ -7,11 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.base import ModelMissingError, StageInputError
-from cvi_lab.stages.turn.smart_turn import SmartTurnV3, whisper_log_mel
-from tests.stages.conftest import speech_span
+from cvi_lab.stages.turn.smart_turn import SmartTurnV3
+from tests.stages.conftest import speech_span, stage_conf
 
 SENTENCES = [
     "I would like to book a table for two people tonight.",
@@ -25,7 +24,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def turn():
-    t = instantiate(OmegaConf.load("conf/turn/smart_turn_v3.yaml"))
+    t = instantiate(stage_conf("turn", "smart_turn_v3"))
     asyncio.run(t.warmup())
     return t
 
@@ -52,16 +51,35 @@ async def test_complete_sentences_score_above_cut_ones(turn, synthesize):
     assert np.mean(complete) > np.mean(cut) + 0.2, (complete, cut)
 
 
-def test_features_match_transformers_whisper_extractor():
+def _reference_features(audio: np.ndarray, monkeypatch) -> np.ndarray:
+    """Smart Turn v3's own preprocessing: the last 8 s, zeros in front, then `WhisperFeatureExtractor(chunk_length=8)`
+    called as its inference does. transformers takes a float32 torch STFT path whenever torch imports (it
+    differs from its numpy path by up to ~2e-5); the numpy path is what Smart Turn's ONNX inference runs without
+    torch, so that is the reference, selected by the extractor's own switch."""
     from transformers import WhisperFeatureExtractor
+    from transformers.models.whisper import feature_extraction_whisper
 
+    monkeypatch.setattr(feature_extraction_whisper, "is_torch_available", lambda: False)
+    n = 8 * 16_000
+    audio = np.pad(audio[-n:], (max(0, n - len(audio)), 0))
+    extractor = WhisperFeatureExtractor(chunk_length=8)
+    return extractor(audio, sampling_rate=16_000, return_tensors="np", padding="max_length", max_length=n,
+                     truncation=True, do_normalize=True).input_features[0]
+
+
+def test_features_are_the_reference_extractors_bit_for_bit(turn, synthesize, monkeypatch):
     rng = np.random.default_rng(0)
-    audio = (0.1 * rng.standard_normal(16_000 * 8)).astype(np.float32)
-    ref = WhisperFeatureExtractor(feature_size=80, sampling_rate=16_000, hop_length=160, chunk_length=8, n_fft=400)
-    expected = ref(audio, sampling_rate=16_000, do_normalize=True, return_tensors="np").input_features[0]
-    ours = whisper_log_mel(audio, 16_000 * 8)
-    assert ours.shape == expected.shape == (80, 800)
-    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    speech = synthesize(SENTENCES[1])
+    clips = {
+        "noise, 8 s": (0.1 * rng.standard_normal(16_000 * 8)).astype(np.float32),
+        "short turn, padded in front": np.concatenate([speech, np.zeros(3200, np.float32)]),
+        "long turn, cut to its last 8 s": np.concatenate([synthesize(SENTENCES[0]), speech] * 3),
+    }
+    for name, audio in clips.items():
+        expected = _reference_features(audio, monkeypatch)
+        ours = turn.features(audio)
+        assert ours.dtype == expected.dtype == np.float32 and ours.shape == expected.shape == (80, 800), name
+        np.testing.assert_array_equal(ours, expected, err_msg=name)
 
 
 def test_only_the_last_8_seconds_count(turn, synthesize):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.stages.base import StageInputError
 from cvi_lab.stages.vad.energy import EnergyVAD
+from tests.stages.conftest import stage_conf
 from tests.stages.test_vad_silero import assert_boundaries, run_vad
 
 
 def test_conf_builds_energy():
-    vad = instantiate(OmegaConf.load("conf/vad/energy.yaml"))
+    vad = instantiate(stage_conf("vad", "energy"))
     assert isinstance(vad, EnergyVAD) and vad.sample_rate == 16_000
 
 

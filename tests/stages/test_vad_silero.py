@@ -7,11 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from cvi_lab.audio import load_audio, to_int16
 from cvi_lab.stages.base import ModelMissingError, StageInputError
 from cvi_lab.stages.vad.silero import SileroVAD
+from tests.stages.conftest import stage_conf
 
 TOL = 0.100  # seconds
 
@@ -40,7 +40,7 @@ def assert_boundaries(events, scene, tol=TOL):
 
 @pytest.fixture(scope="module")
 def vad():
-    v = instantiate(OmegaConf.load("conf/vad/silero.yaml"))
+    v = instantiate(stage_conf("vad", "silero"))
     asyncio.run(v.warmup())
     return v
 

@@ -1,4 +1,5 @@
-"""Avatar stage: replica creation (`replica_builder`) and renderers (`portrait`, over `streaming`).
+"""Avatar stage: replica creation (`replica_builder`, over `replica_sources`, `face_landmarks`, `person_matting`)
+and renderers (`portrait`, over `streaming`).
 
 Adding a neural lip-sync backend (Wav2Lip / MuseTalk style): subclass `streaming.StreamingAvatar`, implement
 `render_frame(index, audio, cue)` (use `cue.window(before_s, after_s)` for the model's audio context and load

@@ -10,6 +10,7 @@ within the frame.
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 from cvi_lab.media import TTSChunk
@@ -60,8 +61,8 @@ def viseme_segments(samples: np.ndarray, rate: int, chunk: TTSChunk) -> list[tup
     n = len(samples) // hop
     if n == 0:
         return []
-    frames = samples[: n * hop].reshape(n, hop)
-    db = 10 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
+    rms = librosa.feature.rms(y=np.asarray(samples, np.float32), frame_length=hop, hop_length=hop, center=False)[0]
+    db = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-6, top_db=None)  # 10 ms frames, dB re full scale
     voiced = np.nonzero(db > max(-50.0, db.max() - 35.0))[0]
     if voiced.size == 0:
         return []

@@ -17,8 +17,13 @@ def normalize_messages(messages: Sequence[ChatMessage | Mapping[str, Any]], who:
         raise StageInputError(f"{who}: messages must be a non-empty list of chat messages (role + content)")
     out: list[dict[str, str]] = []
     for i, m in enumerate(messages):
-        role = m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None)
-        content = m.get("content") if isinstance(m, Mapping) else getattr(m, "content", None)
+        if isinstance(m, ChatMessage):
+            role, content = m.role, m.content
+        elif isinstance(m, Mapping):
+            role, content = m.get("role"), m.get("content")
+        else:
+            raise StageInputError(f"{who}: message {i} is a {type(m).__name__}; give a ChatMessage or a "
+                                  "{'role': ..., 'content': ...} dict")
         if role not in ROLES:
             raise StageInputError(f"{who}: message {i} has role {role!r}; accepted roles: {', '.join(ROLES)}")
         if not isinstance(content, str):

@@ -1,10 +1,15 @@
 """Smart Turn v3 end-of-turn model: the ONNX file shipped in the `pipecat-ai` wheel, run with onnxruntime.
 
 The model is a Whisper-tiny encoder with a classifier head: input `input_features` (batch, 80, 800), the
-Whisper log-mel of the LAST 8 s of the turn at 16 kHz (shorter turns zero-padded at the front, as pipecat
-does), output `logits` (batch, 1), which in the shipped graph is already a sigmoid probability. We compute
-the features in numpy (no torch/transformers import on the hot path), bit-for-bit the recipe of
-`transformers.WhisperFeatureExtractor(chunk_length=8)` with waveform normalisation; pipecat is not imported.
+Whisper log-mel of the LAST 8 s of the turn at 16 kHz (shorter turns zero-padded at the front, as Smart Turn's
+own inference does), output `logits` (batch, 1), which in the shipped graph is already a sigmoid probability.
+
+Features: librosa's STFT and `librosa.filters.mel` (the filterbank Whisper itself ships), with the dtype steps
+of `transformers.WhisperFeatureExtractor(chunk_length=8)`'s numpy path, so the model input is bit-for-bit that
+extractor's (tests/stages/test_turn_smart_turn.py). Its torch path (float32 STFT, taken when torch imports,
+as in Smart Turn's training) differs by up to ~2e-5; pipecat's vendored numpy copy (complex128 STFT, what this
+module reproduced before) by one float32 ulp in ~5 % of values. No torch/transformers import on the hot path;
+pipecat is not imported.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import librosa
 import numpy as np
 
 from cvi_lab import assets
@@ -26,48 +32,27 @@ from cvi_lab.stages.base import (
 
 N_FFT, HOP, N_MELS = 400, 160, 80
 
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale (what Whisper uses): linear below 1 kHz, logarithmic above."""
-    f = np.asarray(f, dtype=np.float64)
-    mel = 3.0 * f / 200.0
-    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) * (27.0 / np.log(6.4)), mel)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), 200.0 * m / 3.0)
-
-
-def mel_filters(sample_rate: int = ASR_SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """Whisper's mel filterbank, shape (n_fft // 2 + 1, n_mels): Slaney scale, Slaney area normalisation."""
-    pts = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
-    fft_freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
-    slopes = pts[None, :] - fft_freqs[:, None]
-    diff = np.diff(pts)
-    down = -slopes[:, :-2] / diff[:-1]
-    up = slopes[:, 2:] / diff[1:]
-    fb = np.maximum(0.0, np.minimum(down, up))
-    return fb * (2.0 / (pts[2 : n_mels + 2] - pts[:n_mels]))[None, :]
-
-
-_FILTERS = mel_filters()
-_WINDOW = np.hanning(N_FFT + 1)[:-1]  # periodic Hann, as torch.hann_window
+# (mels, bins), Slaney scale and area norm. float64 as transformers builds its own; Fortran order so the mel
+# product below is the same BLAS call as transformers' `mel_filters.T @ spectrogram`.
+_FILTERS = np.asfortranarray(librosa.filters.mel(sr=ASR_SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, dtype=np.float64))
 
 
 def whisper_log_mel(audio: np.ndarray, n_samples: int, normalize: bool = True) -> np.ndarray:
-    """Whisper log-mel (80, n_samples // 160) of exactly `n_samples` of 16 kHz audio (zero-padded at the end)."""
+    """Whisper log-mel (80, n_samples // 160) of exactly `n_samples` of 16 kHz audio (zero-padded at the end).
+
+    The dtype steps are the reference's and they decide the last bit: waveform normalised in float32, STFT in
+    float64 stored as complex64, power and mel in float64, log10 rounded to float32 before the range floor."""
     x = np.asarray(audio, dtype=np.float32)[:n_samples]
     if len(x) < n_samples:
         x = np.pad(x, (0, n_samples - len(x)))
     if normalize:  # zero-mean unit-variance waveform, as WhisperFeatureExtractor(do_normalize=True)
         x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
-    padded = np.pad(x.astype(np.float64), (N_FFT // 2, N_FFT // 2), mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    power = np.abs(np.fft.rfft(frames * _WINDOW, axis=-1)) ** 2  # (frames, bins)
-    log_spec = np.log10(np.maximum(power @ _FILTERS, 1e-10)).T[:, :-1]  # (mels, frames); drop the last frame
+    spec = librosa.stft(x.astype(np.float64), n_fft=N_FFT, hop_length=HOP, window="hann", center=True,
+                        pad_mode="reflect").astype(np.complex64)
+    power = np.abs(spec, dtype=np.float64) ** 2  # (bins, frames)
+    log_spec = np.log10(np.maximum(1e-10, _FILTERS @ power)).astype(np.float32)[:, :-1]  # drop the last frame
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+    return (log_spec + 4.0) / 4.0
 
 
 class SmartTurnV3(TurnDetector):
