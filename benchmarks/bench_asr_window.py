@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from benchmarks.bench_latency import QUESTIONS
 from benchmarks.live_call import RESULTS, machine
 from cvi_lab.audio import load_audio, resample
+from cvi_lab.config import load_group
 from cvi_lab.harness.voice import speak
 from tests.stages.test_roundtrip_tts_asr import SENTENCES, normalize
 
@@ -33,7 +34,7 @@ VARIANTS = {"full 30 s window": {"fitted_window_pad_s": None}, "fitted window (+
 
 
 async def corpus() -> dict[str, list[tuple[str, np.ndarray]]]:
-    tts = instantiate(OmegaConf.load("conf/tts/piper.yaml"))
+    tts = instantiate(load_group("tts", "piper"))
     piper = []
     for text in SENTENCES:
         chunks = [c async for c in tts.stream(text)]
@@ -48,7 +49,7 @@ async def run() -> dict:
     sets = await corpus()
     results = {}
     for name, over in VARIANTS.items():
-        asr = instantiate(OmegaConf.merge(OmegaConf.load("conf/asr/faster_whisper_tiny_en.yaml"), over))
+        asr = instantiate(OmegaConf.merge(load_group("asr", "faster_whisper_tiny_en"), over))
         await asr.warmup()
         row = {}
         for set_name, items in sets.items():

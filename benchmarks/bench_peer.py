@@ -43,7 +43,9 @@ def wiring(cfg: Any) -> dict:
     from omegaconf import OmegaConf
 
     from cvi_lab import assets
+    from cvi_lab.domain.conversation import DEFAULT_GREETING
     from cvi_lab.domain.persona import DEFAULT_PERSONA
+    from cvi_lab.engine.prompt import system_message
     from cvi_lab.engine.pipeline_config import build_plan
 
     plan = build_plan(cfg)
@@ -55,15 +57,14 @@ def wiring(cfg: Any) -> dict:
                else Path(model).expanduser())
     voice = Path(tts["model"]).expanduser() if tts.get("model") else assets.locate("piper_joe_onnx")
     # the system message cvi-lab's engine builds for bench_latency's call (default persona, no extra context)
-    parts = [DEFAULT_PERSONA.get("system_prompt") or s.system_prompt_default, DEFAULT_PERSONA.get("context") or ""]
-    system = "\n\n".join(p.strip() for p in parts if p and p.strip())
+    system = system_message(DEFAULT_PERSONA["system_prompt"], DEFAULT_PERSONA["context"], "", s.tools)
     return {
         "choices": plan.choices, "stages": conf,
-        "system_prompt": system, "greeting": s.greeting, "max_tokens": s.max_tokens,
+        "system_prompt": system, "greeting": DEFAULT_GREETING, "max_tokens": s.max_tokens,
         "engine": {k: getattr(s, k) for k in ("vad_min_silence_ms", "turn_threshold", "max_patience_ms",
                                               "speculative_answer", "pause_llm_until_first_audio")},
         "bot": {  # what benchmarks/peer/pipecat_bot.py is given
-            "system_prompt": system, "greeting": s.greeting,
+            "system_prompt": system, "greeting": DEFAULT_GREETING,
             "asr": {"model_dir": str(asr_dir), "compute_type": asr.get("compute_type", "int8"),
                     "cpu_threads": asr.get("cpu_threads", 2), "beam_size": asr.get("beam_size", 1),
                     "no_speech_threshold": asr.get("no_speech_threshold", 0.6)},

@@ -34,13 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
+from cvi_lab.config import group_options
+from cvi_lab.domain.conversation import DEFAULT_GREETING
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 STAGES = ("vad", "turn", "asr", "llm", "tts")
 JFK = ROOT.parent / "shared" / "data" / "jfk.flac"
 JFK_PHRASES = ("my fellow americans", "your country", "do for you")
 LLM_PROMPT = "In one sentence: why is the sky blue?"
-TTS_TEXT = "Hey there, how's it going? What can I do for you today?"
+TTS_TEXT = DEFAULT_GREETING  # what every call says first
 
 
 def peak_rss_mb() -> float:
@@ -165,14 +168,14 @@ BENCH = {"vad": bench_vad, "turn": bench_turn, "asr": bench_asr, "llm": bench_ll
 
 async def run_child(stage_name: str, conf_name: str, repeats: int) -> dict:
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from cvi_lab.config import load_group
 
     out = {"stage": stage_name, "backend": conf_name, "status": "ok"}
     audio, source = speech_clip()
     out["audio"] = source
     out["rss_before_mb"] = peak_rss_mb()
     try:
-        cfg = OmegaConf.load(ROOT / "conf" / stage_name / f"{conf_name}.yaml")
+        cfg = load_group(stage_name, conf_name)
         t = time.perf_counter()
         stage = instantiate(cfg)
         await stage.warmup()
@@ -203,9 +206,9 @@ def machine() -> dict:
 def configs(stages, only) -> list[tuple[str, str]]:
     found = []
     for stage in stages:
-        for path in sorted((ROOT / "conf" / stage).glob("*.yaml")):
-            if not only or f"{stage}/{path.stem}" in only:
-                found.append((stage, path.stem))
+        for name in group_options(stage):
+            if not only or f"{stage}/{name}" in only:
+                found.append((stage, name))
     return found
 
 

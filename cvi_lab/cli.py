@@ -75,7 +75,7 @@ def _replica(args: list[str]) -> int:
         parser.add_argument("--name", default=None, help="replica_name")
         parser.add_argument("overrides", nargs="*", help="Hydra key=value overrides")
         ns = parser.parse_intermixed_args(rest)
-        from cvi_lab.calls.offline import build_replica_offline
+        from cvi_lab.calls.replica_build import build_replica_offline
 
         record = build_replica_offline(serve_config(ns.overrides), ns.path, ns.name)
         print(json.dumps(record, indent=2))

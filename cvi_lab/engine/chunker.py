@@ -31,17 +31,19 @@ def _has_words(text: str) -> bool:
 
 @dataclass
 class ChunkerSettings:
-    first_min_words: int = 3
-    first_max_words: int = 10
-    min_words: int = 6
-    max_words: int = 30
+    """Where clauses are cut (values: `engine.chunker` in cvi_lab/conf/engine/default.yaml)."""
+
+    first_min_words: int
+    first_max_words: int
+    min_words: int
+    max_words: int
 
 
 class ClauseChunker:
     """Feed text pieces with `push`; collect speakable clauses; call `flush` at the end of the stream."""
 
-    def __init__(self, settings: ChunkerSettings | None = None) -> None:
-        self.settings = settings or ChunkerSettings()
+    def __init__(self, settings: ChunkerSettings) -> None:
+        self.settings = settings
         self._buf = ""
         self.emitted = 0  # clauses emitted so far
 

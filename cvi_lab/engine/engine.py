@@ -24,7 +24,8 @@ import numpy as np
 
 from cvi_lab.audio import to_float32
 from cvi_lab.clock import Clock, SystemClock
-from cvi_lab.domain.conversation import ShutdownReason
+from cvi_lab.domain.conversation import DEFAULT_GREETING, ShutdownReason
+from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
 from cvi_lab.engine.events import EventBus, Sinks
@@ -54,7 +55,7 @@ class ConversationSpec:
     system_prompt: str = ""
     persona_context: str = ""
     conversational_context: str = ""
-    custom_greeting: str | None = None
+    custom_greeting: str = DEFAULT_GREETING  # SPEC §1's default, as the API fills it
     pipeline_mode: str = "full"  # full | echo
     replica_id: str | None = None
 
@@ -101,7 +102,7 @@ class ConversationEngine:
         self._pump_task: asyncio.Task | None = None
 
         self.bus = EventBus(self.conversation_id, self.clock, sinks or Sinks(), lambda: self.turn_idx, self._spawn)
-        self.dialogue = Dialogue(spec.system_prompt or settings.system_prompt_default, spec.persona_context,
+        self.dialogue = Dialogue(spec.system_prompt or DEFAULT_PERSONA["system_prompt"], spec.persona_context,
                                  spec.conversational_context, settings.tools, settings.history_max_messages,
                                  settings.history_trim_block)
         self.pump = FramePump(stages.avatar, lambda frame: self.speaker.on_frame(frame), self._avatar_failed)
@@ -205,7 +206,7 @@ class ConversationEngine:
 
     # ================================================================ speaking
     def _say_greeting(self) -> None:
-        text = (self.spec.custom_greeting or self.settings.greeting).strip()
+        text = (self.spec.custom_greeting or DEFAULT_GREETING).strip()
         speech = self.speaker.new_speech("greeting", self.turn_idx, interruptible=False)
         # Not interruptible, so what is said is what is heard: it enters the history and transcript now.
         self._remember("assistant", text)

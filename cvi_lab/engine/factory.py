@@ -6,7 +6,6 @@ The calls layer's one entry point:
     engine = await create_engine(cfg, spec, layers=persona.layers, language="english", pool=pool,
                                  sinks=Sinks(record_event=..., record_turn=...))
     await engine.start()
-    endpoint = EngineEndpoint(engine, authorize=..., on_presence=...)   # give this to the transport
     ...
     await engine.stop("participant_left_timeout reached")
 """

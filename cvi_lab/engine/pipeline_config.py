@@ -36,7 +36,6 @@ class EngineSettings:
     """Knobs of one conversation's engine. The Hydra schema of `engine/default.yaml`, which holds every default
     (so none here): the YAML is validated against these fields and types, then cfg.engine, then the persona."""
 
-    greeting: str
     apology: str
     max_tokens: int
     chunker: ChunkerSettings
@@ -51,7 +50,6 @@ class EngineSettings:
     echo_idle_flush_ms: float
     history_max_messages: int
     history_trim_block: int
-    system_prompt_default: str
     trim_leading_silence_dbfs: Optional[float]
     speculative_answer: bool
     early_decision_ms: Optional[float]

@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from cvi_lab.audio import load_audio, resample
+from cvi_lab.config import group_options
 from cvi_lab.notebook.loop import BackgroundLoop
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CONF = REPO / "conf"
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "jfk.flac"
 SAMPLE_TEXT = "And so, my fellow Americans: ask not what your country can do for you, ask what you can do for your country."
 ASR_RATE = 16_000
@@ -32,8 +32,8 @@ class StageLabError(ValueError):
 
 
 def options(group: str) -> list[str]:
-    """Backends of a stage group: the yaml names under conf/<group>/."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """Backends of a stage group: the config names Hydra finds for it (shipped and the user's)."""
+    return group_options(group)
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:

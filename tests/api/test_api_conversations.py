@@ -156,7 +156,8 @@ async def test_public_url_shapes_the_conversation_url(make_client):
 
 def test_the_configured_builder_is_the_real_one_and_importable():
     from cvi_lab.calls.replicas import load_object
-    from cvi_lab.cli import STAGE_GROUPS, compose_config
+    from cvi_lab.config import STAGE_GROUPS
+    from cvi_lab.config import compose as compose_config
 
     cfg = compose_config([f"~{g}" for g in STAGE_GROUPS])
     builder = load_object(cfg.server.replica_builder)

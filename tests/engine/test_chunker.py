@@ -1,13 +1,18 @@
 """Clause chunker: the first clause leaves early, later ones at natural boundaries, nothing is lost."""
 
+from dataclasses import replace
+
 import pytest
 
 from cvi_lab.engine.chunker import ChunkerSettings, ClauseChunker, speakable
 
+# fixed values, so these cases do not move when the shipped config is retuned
+BASE = ChunkerSettings(first_min_words=3, first_max_words=10, min_words=6, max_words=30)
+
 
 def feed(pieces, settings=None):
     """Push pieces one by one; return [(index of the piece that completed it, clause)] and the flush."""
-    ch = ClauseChunker(settings or ChunkerSettings(first_min_words=3, first_max_words=10, min_words=6, max_words=30))
+    ch = ClauseChunker(settings or BASE)
     out = []
     for i, p in enumerate(pieces):
         out += [(i, c) for c in ch.push(p)]
@@ -43,16 +48,16 @@ def test_sentence_end_always_cuts_even_if_short():
 
 
 def test_first_clause_emitted_without_waiting_for_next_token_on_safe_punctuation():
-    ch = ClauseChunker(ChunkerSettings(first_min_words=3))
+    ch = ClauseChunker(replace(BASE, first_min_words=3))
     assert ch.push("Oh my goodness") == []
     assert ch.push("!") == ["Oh my goodness!"]
-    ch = ClauseChunker(ChunkerSettings(first_min_words=3))
+    ch = ClauseChunker(replace(BASE, first_min_words=3))
     assert ch.push("Let me think about it") == []
     assert ch.push(",") == ["Let me think about it,"]
 
 
 def test_period_waits_for_lookahead_then_cuts():
-    ch = ClauseChunker(ChunkerSettings(first_min_words=3))
+    ch = ClauseChunker(replace(BASE, first_min_words=3))
     assert ch.push("It costs about 3") == []
     assert ch.push(".") == []
     assert ch.push("5 dollars") == []
@@ -71,13 +76,13 @@ def test_numbers_times_and_abbreviations_are_not_boundaries():
 
 
 def test_later_clauses_need_min_words_at_commas():
-    s = ChunkerSettings(first_min_words=2, min_words=6, max_words=30)
+    s = replace(BASE, first_min_words=2, min_words=6, max_words=30)
     out = feed(tokens("Yes, sure. First, open it, then look inside the box carefully, and close it."), s)
     assert [c for _, c in out] == ["Yes, sure.", "First, open it, then look inside the box carefully,", "and close it."]
 
 
 def test_max_words_fallback_without_punctuation():
-    s = ChunkerSettings(first_min_words=3, first_max_words=5, min_words=6, max_words=8)
+    s = replace(BASE, first_min_words=3, first_max_words=5, min_words=6, max_words=8)
     out = feed(tokens("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"), s)
     clauses = [c for _, c in out]
     assert clauses[0] == "one two three four five"
@@ -86,7 +91,7 @@ def test_max_words_fallback_without_punctuation():
 
 
 def test_max_words_never_cuts_inside_a_word():
-    s = ChunkerSettings(first_min_words=3, first_max_words=3)
+    s = replace(BASE, first_min_words=3, first_max_words=3)
     ch = ClauseChunker(s)
     assert ch.push("alpha beta gam") == []
     assert ch.push("ma") == []

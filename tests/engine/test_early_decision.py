@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from cvi_lab.audio import load_audio
 from cvi_lab.clock import SystemClock
+from cvi_lab.config import load_group
 from cvi_lab.engine.pipeline_config import load_engine_settings
 from cvi_lab.engine.turns import TurnTaking
 from cvi_lab.stages.base import TurnDetector
@@ -54,8 +55,8 @@ class Recorder:
 async def test_early_transcript_is_the_one_shot_transcript_of_the_same_audio(jfk_path):
     audio, _ = load_audio(jfk_path)  # mono, 16 kHz
     audio = audio.astype(np.float32)
-    vad = instantiate(OmegaConf.merge(OmegaConf.load("conf/vad/silero.yaml"), {"min_silence_ms": 200}))
-    asr = instantiate(OmegaConf.load("conf/asr/faster_whisper_tiny_en.yaml"))
+    vad = instantiate(OmegaConf.merge(load_group("vad", "silero"), {"min_silence_ms": 200}))
+    asr = instantiate(load_group("asr", "faster_whisper_tiny_en"))
     await asr.warmup()
     settings = load_engine_settings()
     assert settings.early_decision_ms is not None  # the default runs the early path

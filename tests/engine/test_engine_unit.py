@@ -7,6 +7,7 @@ import base64
 
 import pytest
 
+from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.engine.engine import ConversationEngine, ConversationSpec, Sinks, Stages
 from cvi_lab.engine.offline import Join, Pause, Say, Send, WaitFor, WaitQuiet, run_script
 from cvi_lab.engine.pipeline_config import load_engine_settings
@@ -330,9 +331,9 @@ async def test_system_message_is_what_the_llm_saw_on_the_latest_turn():
     sets.tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
     eng = make(llm=ScriptedLLM("Sure."), sets=sets, greeting="Hi!", system_prompt="",
                persona_context="Ada sells rocks.", conversational_context="Talking to Michael.")
-    assert sets.system_prompt_default.strip()  # the persona has no prompt: the engine's default one is used
+    default = DEFAULT_PERSONA["system_prompt"]  # the persona has no prompt: the default persona's is used
     before = eng.system_message()  # no turn yet: what the LLM would see now
-    assert before.startswith(sets.system_prompt_default.strip()) and "get_weather" in before
+    assert before.startswith(default) and "get_weather" in before
     base = {"message_type": "conversation", "conversation_id": CID}
     respond = {**base, "event_type": "conversation.respond"}
     await run(eng, [
@@ -348,7 +349,7 @@ async def test_system_message_is_what_the_llm_saw_on_the_latest_turn():
     assert prompts[0][0].content == before and "Talking to Michael." in before
     seen = prompts[-1][0].content
     assert eng.system_message() == seen
-    assert seen.startswith(sets.system_prompt_default.strip())
+    assert seen.startswith(default)
     for part in ("Ada sells rocks.", "The user is Ada. She likes tea.", "get_weather"):
         assert part in seen, part
     assert "Talking to Michael." not in seen and "Never sent." not in seen

@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from cvi_lab.config import load_group
 
 SR = 16_000
 
 
 def stage_conf(group: str, name: str) -> DictConfig:
-    """The shipped config of one stage option (`conf/<group>/<name>.yaml`): the one place these tests read it."""
-    return OmegaConf.load(f"conf/{group}/{name}.yaml")
+    """The shipped config of one stage option (`cvi_lab/conf/<group>/<name>.yaml`), composed as the server does."""
+    return load_group(group, name)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cvi_lab.domain.conversation import DEFAULT_GREETING
 from cvi_lab.media import TTSChunk, VideoFrame
 
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--replica-dir", help="artifacts of a built replica (default: the astronaut replica)")
     src.add_argument("--image", help="build a replica from this portrait/video first (into a temp dir)")
-    p.add_argument("--text", default="Hey there, how's it going? What can I do for you today?")
+    p.add_argument("--text", default=DEFAULT_GREETING)
     p.add_argument("--out", default="replica_preview.mp4")
     p.add_argument("--greenscreen", action="store_true")
     p.add_argument("--seconds", type=float, default=0.0, help="minimum length (idle frames are added)")

@@ -148,12 +148,11 @@ async def test_realtime_frames_iterator(astronaut_replica, speech_chunks):
 
 
 def test_hydra_configs_instantiate(astronaut_replica):
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    with initialize_config_dir(config_dir=str(REPO / "conf" / "avatar"), version_base=None):
-        cfg = compose(config_name="portrait")
-        cfg256 = compose(config_name="portrait_256")
+    from cvi_lab.config import load_group
+
+    cfg, cfg256 = load_group("avatar", "portrait"), load_group("avatar", "portrait_256")
     r = instantiate(cfg, replica_dir=str(astronaut_replica), apply_greenscreen=True, seed=2)
     assert isinstance(r, PortraitRenderer) and r.apply_greenscreen and r.seed == 2 and r.width == 512
     r256 = instantiate(cfg256, replica_dir=str(astronaut_replica), apply_greenscreen=False, seed=0)
