@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the lock files from pyproject.toml (every extra) and requirements-nodeps.txt, with hashes, for
+# Regenerate the lock files from pyproject.toml (every extra), requirements-nodeps.txt and the peer benchmark's
+# benchmarks/peer/requirements-pipecat.txt (Pipecat's own venv, scripts/ensure_pipecat_venv.sh), with hashes, for
 # CPython 3.11 on Linux x86_64 (the machines this project runs on). uv keeps the versions already in the lock
 # files and resolves only what changed; `scripts/lock.sh --upgrade` moves everything to the newest allowed
 # versions, `scripts/lock.sh --upgrade-package NAME` one package. Extra arguments go to `uv pip compile`
@@ -12,3 +13,4 @@ common=(--generate-hashes --python-version 3.11.7 --python-platform x86_64-manyl
         --index-url https://pypi.org/simple --custom-compile-command "scripts/lock.sh" --quiet)
 "$uv" pip compile pyproject.toml --all-extras "${common[@]}" -o requirements.lock "$@"
 "$uv" pip compile requirements-nodeps.txt --no-deps "${common[@]}" -o requirements-nodeps.lock "$@"
+"$uv" pip compile benchmarks/peer/requirements-pipecat.txt "${common[@]}" -o benchmarks/peer/requirements-pipecat.lock "$@"
