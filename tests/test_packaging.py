@@ -33,7 +33,13 @@ SERVE_READY_S = 300  # generous: the server may warm its stages before it listen
 STOP_GRACE_S = 60
 
 
+def _env_away_from_repo() -> dict[str, str]:
+    """This environment without what leads Python back to the repo (the Makefile exports PYTHONPATH)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("env", _env_away_from_repo())
     return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
 
 
@@ -116,7 +122,7 @@ def away(tmp_path) -> tuple[Path, dict[str, str]]:
     """An empty working directory and an environment that does not lead back to the repo."""
     cwd = tmp_path / "empty"
     cwd.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = _env_away_from_repo()
     env["CVI_LAB_HOME"] = str(tmp_path / "home")
     env["HF_HUB_OFFLINE"] = env["TRANSFORMERS_OFFLINE"] = "1"
     return cwd, env
