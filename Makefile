@@ -7,10 +7,19 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer clean
+.PHONY: setup lock wheel-check system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer clean
 
+# The venv, built from requirements.lock + requirements-nodeps.lock (hashes) and keyed by them, shared by clones.
 setup:
 	@bash scripts/ensure_venv.sh
+
+# Regenerate the lock files after a change of pyproject.toml's dependencies (ARGS=--upgrade: newest allowed).
+lock: setup
+	bash scripts/lock.sh $(ARGS)
+
+# The wheel in a fresh venv from the lock: cvi-lab serve / demo / experiment from an empty directory (heavy).
+wheel-check: system-deps
+	bash scripts/wheel_check.sh
 
 # Debian packages some tests need (a real browser for the meeting-page test, ffmpeg for previews).
 system-deps:
@@ -23,7 +32,7 @@ test: setup system-deps
 	$(PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -p no:cacheprovider -m "not slow and not browser" $(PYTEST_ARGS)
 
 serve: setup
 	$(PY) -m cvi_lab serve $(ARGS)

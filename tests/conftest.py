@@ -1,4 +1,7 @@
-"""Shared test settings: offline hubs, a private CVI_LAB_HOME per session, the shared data folder."""
+"""Shared test settings: offline hubs, the shared data folder.
+
+Data the project owns (../shared/data, laid beside every clone and CI's) that is missing fails the test that
+needs it, naming the path: a skip would hide a broken checkout or CI layout behind a green run."""
 
 import os
 import pathlib
@@ -12,9 +15,19 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def shared_data(name: str) -> pathlib.Path:
+    """Path of a file of ../shared/data; fails the calling test, naming the path, when it is missing."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.fail(
+            f"shared test data {path} is missing: the project keeps it in ../shared/data beside the clone "
+            "(see ../shared/data/README.md)",
+            pytrace=False,
+        )
+    return path
+
+
 @pytest.fixture(scope="session")
 def jfk_path() -> pathlib.Path:
-    path = SHARED_DATA / "jfk.flac"
-    if not path.exists():
-        pytest.skip(f"shared test data {path} is absent (see ../shared/data/README.md)")
-    return path
+    """11 s of real human speech (44.1 kHz stereo FLAC), see ../shared/data/README.md."""
+    return shared_data("jfk.flac")
