@@ -40,7 +40,7 @@ SCRIPT = [
     ("What do bees make?", ["honey"]),
     ("Which planet is closest to the sun?", ["mercury"]),
 ]
-CONFIGS = {  # name -> Hydra overrides over conf/serve.yaml
+CONFIGS = {  # name -> Hydra overrides over cvi_lab/conf/serve.yaml
     "ct2_causal (default)": [],
     "ct2_causal + static-prompt cache": ["llm.prefix_cache=true"],
     "ct2_causal, no opener guard": ["llm.opener_guard_words=0"],

@@ -1,6 +1,6 @@
 """`make bench-barge-in`: how fast the replica yields when the participant talks over it, as the participant hears it.
 
-The server runs in-process with the embedded defaults (conf/serve.yaml), one participant client joins over
+The server runs in-process with the embedded defaults (cvi_lab/conf/serve.yaml), one participant client joins over
 loopback WebRTC with a storyteller persona (every answer is long), and per trial (a fresh call each): ask for a
 story, let the replica talk for 1.5 s, talk over it (Piper, a different speaking rate from the replica's), and measure
 - decision_ms: our first voiced sample sent → the engine's `conversation.replica_interrupted` (SPEC §3: the

@@ -1,6 +1,6 @@
 """`make bench-latency`: response latency of the live pipeline, measured where SPEC §4 defines it.
 
-The server runs in-process with the embedded defaults (conf/serve.yaml: silero VAD, smart-turn v3, whisper
+The server runs in-process with the embedded defaults (cvi_lab/conf/serve.yaml: silero VAD, smart-turn v3, whisper
 tiny.en, SmolLM2, piper, portrait avatar), one participant client joins over loopback WebRTC and holds 20
 scripted turns (short varied questions, spoken by espeak-ng: a different voice from the replica's), waiting
 for each answer to finish before the next. Per turn: the client-measured response latency (end of our speech →

@@ -9,7 +9,7 @@ latency = end of the participant's sent speech -> first voiced received sample o
   (benchmarks/peer/pipecat_bot.py: SmallWebRTCTransport, SileroVADAnalyzer, LocalSmartTurnAnalyzerV3,
   WhisperSTTService, OpenAILLMService, PiperTTSService) loading the very model files cvi-lab loads; its LLM
   is cvi-lab's configured LLM stage behind a loopback OpenAI-compatible server (benchmarks/peer/llm_server.py).
-- cvi-lab side: benchmarks/bench_latency.run (the in-process server with conf/serve.yaml's defaults).
+- cvi-lab side: benchmarks/bench_latency.run (the in-process server with cvi_lab/conf/serve.yaml's defaults).
 
 Writes both distributions (p50/p95/mean) and the ratio cvi-lab p50 / Pipecat p50 to
 benchmarks/results/peer.json and peer.md, with the run conditions and exactly how each side was wired.

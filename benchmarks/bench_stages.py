@@ -1,6 +1,6 @@
 """Stage benchmarks: real-time factor, first-output latency and peak memory of every stage backend.
 
-`make bench-stages` (= `python -m benchmarks.bench_stages`) instantiates every `conf/<stage>/*.yaml` of
+`make bench-stages` (= `python -m benchmarks.bench_stages`) instantiates every `cvi_lab/conf/<stage>/*.yaml` of
 vad, turn, asr, llm and tts, each in a FRESH subprocess so that peak RSS is that backend's own, runs it on
 real speech (`../shared/data/jfk.flac`, else Piper-synthesized speech) and writes
 `benchmarks/results/stages.json` and `benchmarks/results/stages.md`. Backends that need weights or a

@@ -87,7 +87,7 @@ def markdown(items: list[dict], overrides: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_turn_taking", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(RESULTS))
-    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over conf/serve.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over cvi_lab/conf/serve.yaml")
     args = p.parse_args(argv)
     items = asyncio.run(run(args.overrides))
     out = Path(args.out)

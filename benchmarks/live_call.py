@@ -1,6 +1,6 @@
 """What the live-call benchmarks (bench_latency, bench_barge_in) share: summary statistics, the conditions of
 a run (machine, load, event-loop lag, outbound audio) in the JSON and the Markdown header, and the command
-line (Hydra overrides over conf/serve.yaml, `--out`, writing `<name>.json` + `<name>.md`)."""
+line (Hydra overrides over cvi_lab/conf/serve.yaml, `--out`, writing `<name>.json` + `<name>.md`)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def cli(argv: list[str] | None, *, name: str, doc: str, add_arguments: Callable[
     p = argparse.ArgumentParser(prog=f"python -m benchmarks.bench_{name}", description=doc.split("\n\n")[0])
     add_arguments(p)
     p.add_argument("--out", default=str(RESULTS))
-    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over conf/serve.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over cvi_lab/conf/serve.yaml")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="[cvi-lab] %(levelname)s %(name)s: %(message)s")
     from cvi_lab.cli import compose_config

@@ -2,7 +2,7 @@
 
 Why: Pipecat has no embedded SmolLM2 service, but it speaks OpenAI's streaming /v1/chat/completions. This
 server builds the LLM exactly as cvi-lab's engine does for a conversation (`build_plan` over the composed
-conf/serve.yaml: the default `llm` choice, with `engine.stage_overrides` applied, e.g. threads=1), warms it
+cvi_lab/conf/serve.yaml: the default `llm` choice, with `engine.stage_overrides` applied, e.g. threads=1), warms it
 up, primes its prompt-prefix cache with the call's system message like the engine does at call start, and
 then streams `llm.stream(messages, max_tokens, stats)` pieces as SSE chunks. Sampling settings in the request
 (temperature, top_p, seed, ...) are ignored: the stage's own config applies, as it does inside cvi-lab.
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.peer.llm_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--system-prompt", default="", help="prime the prefix cache with this system message")
-    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over conf/serve.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra key=value overrides over cvi_lab/conf/serve.yaml")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="[llm-server] %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,6 +1,6 @@
 """Language routing: which ASR (and language code) and which TTS voice serve a conversation's language.
 
-The table is configuration (`conf/languages/default.yaml`); this module only reads it, so adding a language
+The table is configuration (`cvi_lab/conf/languages/default.yaml`); this module only reads it, so adding a language
 is a YAML edit. "multilingual" routes ASR to a detecting model and picks the TTS route per detected code.
 """
 
@@ -18,8 +18,8 @@ class UnsupportedLanguageError(ValueError):
 class LanguageRoute:
     name: str  # full lowercase name, e.g. "english"
     code: str | None  # ISO 639-1 code; None = detect per utterance
-    asr: str  # conf/asr/<asr>.yaml
-    tts: str | None  # conf/tts/<tts>.yaml; None = chosen per detected language
+    asr: str  # cvi_lab/conf/asr/<asr>.yaml
+    tts: str | None  # cvi_lab/conf/tts/<tts>.yaml; None = chosen per detected language
     tts_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property

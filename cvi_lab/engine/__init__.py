@@ -2,7 +2,7 @@
 
 Modules, in the order a turn flows through them:
 - `pipeline_config`: persona layers + language + Hydra defaults -> stage configs and `EngineSettings`
-  (defaults and sensitivity tables in `conf/engine/default.yaml`);
+  (defaults and sensitivity tables in `cvi_lab/conf/engine/default.yaml`);
 - `stage_pool`: loaded stages shared across conversations (VAD and avatar per conversation);
 - `turns`: listening side (VAD -> ASR ∥ end-of-turn -> committed user turns);
 - `engine`: `ConversationEngine`, which composes the parts below and decides between them (answer, barge-in,

@@ -40,7 +40,7 @@ SAMPLE_RATE = 16_000
 GENERATOR_VERSION = "espeak-ng-cli/1"
 REPLICA_VOICES = ("piper", "joe", "en_us-joe-medium")  # the replica's voice: never a participant's
 _KNOWN_FIELDS = {"script", "turn", "text", "persona", "context", "audio", "barge_in_after_s", "language"}
-REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = Path(__file__).resolve().parent / "datasets"  # package data: there in an installed wheel too
 
 
 class DatasetError(ValueError):
@@ -117,11 +117,11 @@ class Dataset:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """Relative dataset paths are read from the working directory, else from the repository root."""
+    """Relative dataset paths are read from the working directory, else from the shipped datasets."""
     p = Path(path).expanduser()
     if p.is_absolute():
         return p
-    for base in (Path.cwd(), REPO_ROOT):
+    for base in (Path.cwd(), SHIPPED):
         if (base / p).exists():
             return (base / p).resolve()
     return (Path.cwd() / p).resolve()
@@ -133,7 +133,7 @@ def read_utterances(path: str | os.PathLike) -> list[Utterance]:
     if not p.is_file():
         raise DatasetError(
             f"dataset file {p} does not exist; give dataset.path=<file.jsonl> "
-            f"(shipped: {REPO_ROOT / 'experiments/datasets/default/scripts.jsonl'}; format: experiments/README.md)"
+            f"(shipped, relative to {SHIPPED}: {', '.join(sorted(str(f.relative_to(SHIPPED)) for f in SHIPPED.rglob('*.jsonl')))}; format: experiments/README.md)"
         )
     out: list[Utterance] = []
     seen: set[tuple[str, int]] = set()

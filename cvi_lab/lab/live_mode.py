@@ -30,7 +30,7 @@ def _server_cfg(cfg: Any, out_dir: Path) -> Any:
     from cvi_lab.harness.server import loopback_config
 
     if "server" not in cfg:
-        raise ModeUnavailable("live mode needs the `server` config group (conf/server/default.yaml)")
+        raise ModeUnavailable("live mode needs the `server` config group (cvi_lab/conf/server/default.yaml)")
     # resolved here, inside the Hydra app, so the copy does not depend on Hydra's runtime afterwards
     return loopback_config(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), out_dir / "server")
 

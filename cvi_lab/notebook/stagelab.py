@@ -2,7 +2,7 @@
 
 Why: trying one stage in isolation (hear a voice, read a transcript, time an answer) is how a researcher
 picks the backends before putting them in a call. Stages are built from the same Hydra configs the server
-uses (`conf/<stage>/<name>.yaml`, given as "name" or "name key=value ..."), loaded once per kernel, and run
+uses (`cvi_lab/conf/<stage>/<name>.yaml`, given as "name" or "name key=value ..."), loaded once per kernel, and run
 on a private loop thread, so plain functions and widget callbacks can call them.
 """
 

@@ -1,7 +1,7 @@
 """Typed interfaces every stage backend implements.
 
 Why here: the engine talks only to these classes, so a backend is swapped by a Hydra config
-(`conf/<stage>/<name>.yaml`, built with `hydra.utils.instantiate`) and no stage imports another.
+(`cvi_lab/conf/<stage>/<name>.yaml`, built with `hydra.utils.instantiate`) and no stage imports another.
 
 Conventions shared by all stages:
 - audio is mono; `np.float32` in [-1, 1] unless a field says int16; every chunk carries its sample rate;
@@ -210,7 +210,7 @@ class AvatarRenderer(abc.ABC):
     """LiveKit-style avatar contract: push speech audio, clear on barge-in, iterate frames in real time.
 
     A neural lip-sync backend (Wav2Lip/MuseTalk style) implements the same four methods and is selected
-    with another `conf/avatar/*.yaml`; the engine and transport do not change."""
+    with another `cvi_lab/conf/avatar/*.yaml`; the engine and transport do not change."""
 
     fps: int = 25
     width: int = 512

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PeerSettings:
-    """Per-peer knobs (the calls layer can fill them from conf/serve.yaml)."""
+    """Per-peer knobs (the calls layer can fill them from cvi_lab/conf/serve.yaml)."""
 
     disconnect_grace_s: float = 5.0  # 'disconnected' this long -> participant_left(reason="disconnected")
     connect_timeout_s: float = 30.0  # an answered offer that never connects is dropped after this

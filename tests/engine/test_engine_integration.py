@@ -116,7 +116,7 @@ async def test_question_gets_a_spoken_answer_and_the_greeting_round_trips(cfg, p
                  "tts_first_audio_ms", "first_frame_sent_ms"):
         assert m[mark] is not None and m[mark] >= 0, mark
     # the LLM's prompt figures are in the record (the default ct2_causal prefills its whole prompt: its
-    # static-prompt cache is off, see conf/llm/ct2_causal.yaml; the prompt-cache paths are tested in
+    # static-prompt cache is off, see cvi_lab/conf/llm/ct2_causal.yaml; the prompt-cache paths are tested in
     # tests/stages/test_llm_embedded.py)
     assert m["prompt_tokens"] > 20 and m["cached_prompt_tokens"] == 0
     assert res.response_latencies()[0] is not None

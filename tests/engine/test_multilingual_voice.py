@@ -1,4 +1,4 @@
-"""Multilingual calls answer with the voice of the language the ASR detected (conf/languages routes)."""
+"""Multilingual calls answer with the voice of the language the ASR detected (cvi_lab/conf/languages routes)."""
 
 from cvi_lab.cli import compose_config
 from cvi_lab.engine.engine import ConversationSpec

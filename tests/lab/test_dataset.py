@@ -9,7 +9,7 @@ import pytest
 from cvi_lab.audio import write_wav
 from cvi_lab.lab import dataset as D
 
-DEFAULT = D.REPO_ROOT / "experiments/datasets/default/scripts.jsonl"
+DEFAULT = D.SHIPPED / "default/scripts.jsonl"
 
 
 @pytest.fixture()

@@ -114,7 +114,7 @@ async def _run_cell(page, index: int, timeout: float = 60) -> None:
 
 
 async def test_panel_in_jupyterlab_joins_and_ends_a_live_call(jupyter_lab):
-    playwright_api = pytest.importorskip("playwright.async_api")
+    import playwright.async_api as playwright_api
     url, log = jupyter_lab
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[

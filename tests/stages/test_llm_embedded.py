@@ -48,7 +48,7 @@ async def llm(request):
 
 
 def build(name: str, **overrides):
-    """The stage as conf/llm/<name>.yaml builds it, with some settings changed."""
+    """The stage as cvi_lab/conf/llm/<name>.yaml builds it, with some settings changed."""
     cfg = OmegaConf.to_container(OmegaConf.merge(stage_conf("llm", name), overrides))
     cfg.pop("_target_")
     return BACKENDS[name](**cfg)  # called directly: its own error, not Hydra's wrapper

@@ -39,7 +39,7 @@ async def _poll(page, expression: str, timeout: float) -> bool:
 
 
 async def test_meeting_page_in_chromium(server, tmp_path):
-    playwright_api = pytest.importorskip("playwright.async_api")
+    import playwright.async_api as playwright_api
     wav = tmp_path / "mic.wav"
     _speech_like_wav(wav)
     ep = server.add(EchoEndpoint("cbrowser", meeting_token="tok", size=(240, 320), captions_enabled=True))

@@ -99,7 +99,7 @@ def microphone(jfk_path, tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser(microphone):
-    playwright_api = pytest.importorskip("playwright.async_api")
+    import playwright.async_api as playwright_api
     async with playwright_api.async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=launch_args(microphone))
         try:

@@ -63,7 +63,7 @@ def check_language(language: str | None, accepted: Sequence[str], what: str) -> 
 
 
 class FasterWhisperASR(ASR):
-    """Settings mirror `conf/asr/faster_whisper_*.yaml`."""
+    """Settings mirror `cvi_lab/conf/asr/faster_whisper_*.yaml`."""
 
     sample_rate = ASR_SAMPLE_RATE
 

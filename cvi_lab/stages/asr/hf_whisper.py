@@ -20,7 +20,7 @@ from cvi_lab.stages.base import ASR, ASR_SAMPLE_RATE, ModelMissingError, StageIn
 
 
 class HFWhisperASR(ASR):
-    """Settings mirror `conf/asr/hf_whisper.yaml`. `languages` is known once the model is loaded (warmup)."""
+    """Settings mirror `cvi_lab/conf/asr/hf_whisper.yaml`. `languages` is known once the model is loaded (warmup)."""
 
     sample_rate = ASR_SAMPLE_RATE
 

@@ -18,7 +18,7 @@ from cvi_lab.stages.base import ASR, ASR_SAMPLE_RATE, ModelMissingError, StageIn
 
 
 class PocketSphinxASR(ASR):
-    """Settings mirror `conf/asr/pocketsphinx_en.yaml`."""
+    """Settings mirror `cvi_lab/conf/asr/pocketsphinx_en.yaml`."""
 
     sample_rate = ASR_SAMPLE_RATE
     languages = ("en",)

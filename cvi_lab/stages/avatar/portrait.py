@@ -1,7 +1,7 @@
 """The default avatar: animates one portrait on the CPU (mouth from speech, blinks, sway, breathing).
 
 Why parametric: it runs at hundreds of fps per core with no weights, is deterministic for a seed, and gives
-the lab a lip-sync baseline that a neural model (another `conf/avatar/*.yaml`) has to beat.
+the lab a lip-sync baseline that a neural model (another `cvi_lab/conf/avatar/*.yaml`) has to beat.
 
 Per frame: (1) the mouth region (~2x3 mouth widths) is remapped: the lower lip and jaw drop by `openness`,
 the upper lip lifts a little, roundness narrows the mouth; the gap is drawn as an inner mouth (dark cavity,

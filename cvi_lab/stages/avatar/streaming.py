@@ -10,7 +10,7 @@ implements one method:
 `cue` carries whether speech is playing, the viseme/phoneme label at the frame centre (from TTS timings or
 the chunk's phoneme string), whether `clear()` just happened, and `window(before_s, after_s)` for models that
 need audio context (e.g. a Wav2Lip mel window of ~200 ms: the queued TTS audio gives the lookahead for free).
-A neural backend is then one file plus one `conf/avatar/<name>.yaml` (`_target_` + its weights path); the
+A neural backend is then one file plus one `cvi_lab/conf/avatar/<name>.yaml` (`_target_` + its weights path); the
 engine keeps calling `instantiate(cfg.avatar, replica_dir=..., apply_greenscreen=..., seed=...)`.
 """
 

@@ -28,7 +28,7 @@ COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "float
 
 
 class CT2CausalLLM(LocalCausalLLM):
-    """Settings mirror `conf/llm/ct2_causal.yaml`.
+    """Settings mirror `cvi_lab/conf/llm/ct2_causal.yaml`.
 
     model: as `hf_causal` (None = the shipped SmolLM2-135M-Instruct), converted once to CTranslate2.
     quantization: weights of the converted model (int8 by default).

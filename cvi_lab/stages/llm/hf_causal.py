@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class HFCausalLLM(LocalCausalLLM):
-    """Settings mirror `conf/llm/hf_causal.yaml`.
+    """Settings mirror `cvi_lab/conf/llm/hf_causal.yaml`.
 
     model: None = the shipped SmolLM2-135M-Instruct GGUF; else a local directory, a .gguf file, or a hub id
       that is already in the local Hugging Face cache.

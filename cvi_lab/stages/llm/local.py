@@ -4,7 +4,7 @@ one worker thread per model, token → text streaming, stop-within-one-token, an
 Why one base: the backends (`hf_causal` with transformers, `ct2_causal` with CTranslate2) differ only in how
 they turn prompt token ids into next tokens and how they keep the prompt prefix's state between calls.
 Everything a caller can observe (message validation, errors, stats, cancellation, the text pieces) is
-written once here, so switching the backend in `conf/llm/` changes speed, not behaviour.
+written once here, so switching the backend in `cvi_lab/conf/llm/` changes speed, not behaviour.
 
 Opener guard: small instruction-tuned models fall into one template ("I'm so sorry for any confusion ...")
 within a few turns. With `opener_guard_words: N`, the token sequence of the first N words of every earlier

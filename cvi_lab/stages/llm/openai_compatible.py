@@ -24,7 +24,7 @@ class LLMEndpointError(StageError):
 
 
 class OpenAICompatibleLLM(LLM):
-    """Settings mirror `conf/llm/openai_compatible.yaml`.
+    """Settings mirror `cvi_lab/conf/llm/openai_compatible.yaml`.
 
     base_url: e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1 (Ollama), https://api.openai.com/v1;
       a URL already ending in /chat/completions is used as is.

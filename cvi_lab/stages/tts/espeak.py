@@ -221,7 +221,7 @@ class _Engine:
 
 
 class EspeakTTS(TTS):
-    """Settings mirror `conf/tts/espeak.yaml`.
+    """Settings mirror `cvi_lab/conf/tts/espeak.yaml`.
 
     voice: an espeak-ng voice name or language ("en-us", "es", "fr-fr", "de", "pt-br", "Spanish_(Spain)", ...).
     rate: words per minute (espeak default 175); pitch / pitch_range: 0-100; volume: 0-200 (100 = normal).

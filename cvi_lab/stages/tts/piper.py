@@ -29,7 +29,7 @@ from cvi_lab.stages.tts.text import CHUNKINGS, check_text, split_text
 
 
 class PiperTTS(TTS):
-    """Settings mirror `conf/tts/piper.yaml`.
+    """Settings mirror `cvi_lab/conf/tts/piper.yaml`.
 
     model / config: the voice's .onnx and .onnx.json (None = the shipped joe voice; config None = model + ".json").
     length_scale: > 1 speaks slower; noise_scale / noise_w_scale: variation (0 = same text, same audio);

@@ -57,7 +57,7 @@ def whisper_log_mel(audio: np.ndarray, n_samples: int, normalize: bool = True) -
 
 class SmartTurnV3(TurnDetector):
     """P(turn complete) from the tone and rhythm of the user's last 8 s. Settings mirror
-    `conf/turn/smart_turn_v3.yaml`; the engine reads `threshold` (complete when probability >= threshold)."""
+    `cvi_lab/conf/turn/smart_turn_v3.yaml`; the engine reads `threshold` (complete when probability >= threshold)."""
 
     sample_rate = ASR_SAMPLE_RATE
     languages = ("*",)  # trained on 23 languages; works on prosody, not words

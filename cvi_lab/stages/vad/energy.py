@@ -13,7 +13,7 @@ from cvi_lab.stages.vad.segmenter import Segmenter
 
 
 class EnergyVAD(VAD):
-    """Streaming energy VAD. Settings mirror `conf/vad/energy.yaml`."""
+    """Streaming energy VAD. Settings mirror `cvi_lab/conf/vad/energy.yaml`."""
 
     sample_rate = ASR_SAMPLE_RATE
 

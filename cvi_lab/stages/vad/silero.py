@@ -21,7 +21,7 @@ CONTEXT = 64
 
 
 class SileroVAD(VAD):
-    """Streaming Silero VAD. Settings mirror `conf/vad/silero.yaml`.
+    """Streaming Silero VAD. Settings mirror `cvi_lab/conf/vad/silero.yaml`.
 
     threshold: a window with probability >= threshold is speech; < threshold - 0.15 (`neg_threshold`) is
     silence; in between keeps the current state (silero's own hysteresis).
