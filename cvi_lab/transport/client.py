@@ -56,20 +56,6 @@ class JoinError(RuntimeError):
         self.status = status
 
 
-def _voiced_windows(pcm: np.ndarray, threshold: float) -> np.ndarray:
-    """Indices of 10 ms windows whose RMS (float scale) exceeds `threshold`."""
-    x = to_float32(pcm)
-    n = len(x) // WINDOW
-    if n == 0:
-        return np.zeros(0, int)
-    rms = np.sqrt(np.mean(x[: n * WINDOW].reshape(n, WINDOW) ** 2, axis=1))
-    return np.nonzero(rms > threshold)[0]
-
-
-def db_to_amp(dbfs: float) -> float:
-    return float(10 ** (dbfs / 20.0))
-
-
 class ParticipantClient:
     """One participant of a live call (see the module docstring)."""
 

@@ -6,11 +6,10 @@ engine will be, so a test can kill the server mid-conversation with a transcript
 
 from __future__ import annotations
 
+from tests.helpers.quiet_runtime import QuietRuntime
 
-SYSTEM_MESSAGE = "You are a scripted runtime for the store tests."
 
-
-class ScriptedRuntime:
+class ScriptedRuntime(QuietRuntime):
     def __init__(self, call) -> None:
         self.call = call
 
@@ -21,29 +20,6 @@ class ScriptedRuntime:
 
     async def stop(self, reason: str) -> None:
         return None
-
-    # the rest of calls.runtime.ConversationRuntime: this stand-in has no media and no LLM
-    async def participant_joined(self, participant_id: str, kind: str) -> None:
-        return None
-
-    async def participant_left(self, participant_id: str, kind: str, reason: str) -> None:
-        return None
-
-    def participant_audio(self, participant_id: str, pcm) -> None:
-        return None
-
-    async def interaction(self, participant_id: str, message: object) -> None:
-        return None
-
-    async def outgoing(self):
-        return
-        yield  # an async generator that ends at once: no frames
-
-    def system_message(self) -> str:
-        return SYSTEM_MESSAGE
-
-    def subscribe(self, send):
-        return lambda: None
 
 
 def factory(call, room, cfg) -> ScriptedRuntime:

@@ -7,14 +7,12 @@ from typing import Any
 import pytest
 
 from tests.helpers.config import make_cfg
+from tests.helpers.quiet_runtime import QuietRuntime
 
 
-SYSTEM_MESSAGE = "You are a stand-in runtime for the notebook tests."
-
-
-class EventRuntime:
-    """A runtime shaped like the engine for the panel: its `endpoint` (here itself) has the transport
-    contract's `subscribe(send)` for live envelopes, and the calls layer's real recorders (`call.add_event`,
+class EventRuntime(QuietRuntime):
+    """A runtime shaped like the engine for the panel: `subscribe(send)` takes live envelopes (the calls
+    layer's endpoint hands it to the notebook), and the calls layer's real recorders (`call.add_event`,
     `call.add_turn_metrics`) keep what is stored. It stands in for the engine only; the server, store, API
     and widgets are the real ones."""
 
@@ -23,7 +21,6 @@ class EventRuntime:
     def __init__(self, call: Any, room: Any, cfg: Any) -> None:
         self.call = call
         self.conversation_id = call.conversation_id
-        self.endpoint = self  # what `manager.endpoint_for` hands the transport and the notebook
         self.subscribers: list = []
         EventRuntime.instances.append(self)
 
@@ -36,26 +33,6 @@ class EventRuntime:
     def subscribe(self, send):
         self.subscribers.append(send)
         return lambda: self.subscribers.remove(send) if send in self.subscribers else None
-
-    # the rest of calls.runtime.ConversationRuntime: this stand-in has no media and no LLM
-    async def participant_joined(self, participant_id: str, kind: str) -> None:
-        return None
-
-    async def participant_left(self, participant_id: str, kind: str, reason: str) -> None:
-        return None
-
-    def participant_audio(self, participant_id: str, pcm) -> None:
-        return None
-
-    async def interaction(self, participant_id: str, message: object) -> None:
-        return None
-
-    async def outgoing(self):
-        return
-        yield  # an async generator that ends at once: no frames
-
-    def system_message(self) -> str:
-        return SYSTEM_MESSAGE
 
     def emit(self, event_type: str, properties: dict, turn_idx: int = 0) -> None:
         for send in list(self.subscribers):
