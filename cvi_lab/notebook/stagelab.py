@@ -191,9 +191,7 @@ class StageLab:
         t0 = time.perf_counter()
         frames = renderer.render_offline(speech.chunks, pad_s=pad_s)
         per_frame = (time.perf_counter() - t0) * 1000 / max(1, len(frames))
-        close = getattr(renderer, "close", None)
-        if callable(close):
-            close()
+        renderer.close()  # declared by AvatarRenderer
         self._clips += 1
         path = write_mp4(frames, self.out_dir / f"clip{self._clips}.mp4", renderer.fps)
         return Clip(path, len(frames), renderer.fps, per_frame)
