@@ -33,6 +33,10 @@ class CountsSamples(Protocol):
     def samples_seen(self) -> int: ...
 
 
+class ReplicaTooSlow(RuntimeError):
+    """The replica had not finished answering within `participant.max_reply_s`: the run would not be repeatable."""
+
+
 ALIGN_SAMPLES = 2560  # lcm(320-sample mic frames, 512-sample Silero windows)
 
 
@@ -105,6 +109,14 @@ async def _drive(engine, segments: list[list], speed: float):
         base = time.monotonic()
         t_first = base if t_first is None else t_first
         part = await O.run_script(engine, steps, speed=speed)
+        if isinstance(seg[-1], O.WaitQuiet) and not engine.idle:
+            # Why an error: the driver's WaitQuiet gives up at its timeout and the script goes on, so the next
+            # utterance would talk over a replica still answering (seen on a starved 2-core machine: one of two
+            # identical runs had its answer "interrupted" at 90 s, a shorter history, different later turns).
+            # A run whose outcome depends on how loaded the machine was must fail, not differ.
+            raise ReplicaTooSlow(f"the replica was still answering {seg[-1].timeout:.0f} s after the participant's "
+                                 "turn (participant.max_reply_s); the machine is too loaded for this run, or raise "
+                                 "participant.max_reply_s")
         off = base - t_first
         merged.events += [{**e, "_t": e["_t"] + off} for e in part.events]
         merged.frame_times += [t + off for t in part.frame_times]
