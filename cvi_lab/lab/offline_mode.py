@@ -215,12 +215,22 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
             t.barge_in = True
             t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)
         if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
-            first = say["speech_end"] + latencies[utt.uid]
-            loud = [ft for ft, a in audible if first <= ft < end and a]
-            pcm = res.replica_audio(first - 0.04, (loud[-1] if loud else first) + 0.12)  # the speech, not the wait
+            pcm = _spoken_audio(res, say["speech_end"], end)
             if len(pcm):
                 result.replica_audio[(script.id, utt.turn)] = (pcm, res.audio_rate)
         result.turns.append(t)
+
+
+def _spoken_audio(res, start: float, end: float) -> np.ndarray:
+    """The replica's answer between `start` and `end`: the frames that carried TTS audio, joined.
+
+    Why by the avatar's own `speaking` flag: cutting by arrival time around the first and last loud frame
+    took in one frame more or less of the quiet onset and decay depending on a few ms of pacing jitter, so
+    the judge ASR heard different audio from identical runs. The replica is silent at both bounds (the
+    driver waits for quiet before the next utterance), so the flag alone says which frames are the answer."""
+    parts = [a for t, a, speaking in zip(res.frame_times, res.frame_audio, res.frame_speaking)
+             if speaking and start <= t < end]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _stop_after(audible: list[tuple[float, bool]], start: float, quiet_s: float = 0.3) -> float | None:
