@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset, Script
+from cvi_lab.lab.dataset import Dataset, Script
 from cvi_lab.lab.metrics import TurnResult
 from cvi_lab.lab.runner import RunResult, apply_engine_record, participant_audio, stage_layers
 
