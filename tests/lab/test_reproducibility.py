@@ -41,7 +41,8 @@ def _run(tmp_path, uri, name):
                      f"hydra.run.dir={out}",
                      # Piper draws its noise inside the ONNX graph, out of reach of our seed: 0 = same audio
                      "tts.noise_scale=0", "tts.noise_w_scale=0",
-                     "engine.max_tokens=32"])  # short answers: a loaded machine still finishes each in time
+                     # short answers, and time to finish them on a starved machine (else the run fails)
+                     "engine.max_tokens=32", "participant.max_reply_s=300"])
     assert code == 0
     turns = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
     return turns, json.loads((out / "metrics.json").read_text())
