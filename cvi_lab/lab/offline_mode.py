@@ -117,7 +117,7 @@ async def _drive(engine, segments: list[list], speed: float):
             pending = "a participant turn still being decided" if engine.listener.turn is not None else "speech still playing"
             raise ReplicaTooSlow(f"the engine was not done {seg[-1].timeout:.0f} s after the participant's turn "
                                  f"(participant.max_reply_s): {pending}, {len(part.frame_times)} replica frames "
-                                 f"in {part.wall_s:.0f} s (real time: 25/s); the machine is too loaded for this "
+                                 f"in {part.wall_s:.0f} s (real time: {engine.stages.avatar.fps}/s); the machine is too loaded for this "
                                  "run, or raise participant.max_reply_s")
         off = base - t_first
         merged.events += [{**e, "_t": e["_t"] + off} for e in part.events]
