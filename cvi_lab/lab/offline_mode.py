@@ -114,11 +114,11 @@ async def _drive(engine, segments: list[list], speed: float):
             # utterance would talk over a replica still answering (seen on a starved 2-core machine: one of two
             # identical runs had its answer "interrupted" at 90 s, a shorter history, different later turns).
             # A run whose outcome depends on how loaded the machine was must fail, not differ.
-            pending = "a participant turn still being decided" if engine.listener.turn is not None else "speech still playing"
+            pending = "a participant turn still being decided" if engine.listener.turn is not None else "speech playing"
             raise ReplicaTooSlow(f"the engine was not done {seg[-1].timeout:.0f} s after the participant's turn "
-                                 f"(participant.max_reply_s): {pending}, {len(part.frame_times)} replica frames "
-                                 f"in {part.wall_s:.0f} s (real time: {engine.stages.avatar.fps}/s); the machine is too loaded for this "
-                                 "run, or raise participant.max_reply_s")
+                                 f"(participant.max_reply_s): {pending}, {len(part.frame_times)} replica frames in "
+                                 f"{part.wall_s:.0f} s (real time: {engine.stages.avatar.fps}/s); the machine is "
+                                 "too loaded for this run, or raise participant.max_reply_s")
         off = base - t_first
         merged.events += [{**e, "_t": e["_t"] + off} for e in part.events]
         merged.frame_times += [t + off for t in part.frame_times]
