@@ -142,6 +142,9 @@ def run_experiment(cfg: Any, context: dict[str, Any] | None = None) -> dict[str,
     with T.tracked_run(exp_id, run_name, T.flatten(resolved), tags) as run:
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         mlflow.log_artifact(str(out_dir / "config.yaml"))
+        identity = {k: v for k, v in tags.items() if k.startswith(("env.", "git.", "version.", "machine."))}
+        (out_dir / "environment.json").write_text(json.dumps(identity, indent=1, sort_keys=True))
+        mlflow.log_artifact(str(out_dir / "environment.json"))
         with M.ResourceMonitor() as res:
             result = R.run(cfg, data, out_dir)
         metrics = {**M.aggregate(result.turns), **res.result, **result.extra_metrics}
@@ -155,6 +158,8 @@ def run_experiment(cfg: Any, context: dict[str, Any] | None = None) -> dict[str,
         mlflow.log_artifact(str(png))
         for extra in result.artifacts:
             mlflow.log_artifact(str(extra))
+        if cfg.metrics.sample_video and not any(a.suffix == ".mp4" for a in result.artifacts):
+            log.warning("no sample call video for this run: the first call produced no replica frames")
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
         log.info("run %s finished: %s", run.info.run_id, {k: round(v, 3) for k, v in metrics.items() if "latency" in k or "wer" in k})
     return metrics

@@ -17,7 +17,7 @@ import numpy as np
 
 from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset, Script
 from cvi_lab.lab.metrics import TurnResult
-from cvi_lab.lab.runner import ModeUnavailable, RunResult, participant_audio, stage_layers
+from cvi_lab.lab.runner import ModeUnavailable, RunResult, apply_engine_record, participant_audio, stage_layers
 
 log = logging.getLogger("cvi_lab.lab")
 SILENCE_END_S = 0.6  # received audio quiet this long after a barge-in = the replica stopped (participant's view)
@@ -48,7 +48,8 @@ async def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
             persona_id = await _persona(http, hydra_context().get("choices", {}))
             bar = tqdm(total=len(data.utterances), desc="live turns", unit="turn")
             for i, script in enumerate(data.scripts):
-                await _call(cfg, data, script, http, persona_id, result, out_dir, record_video=(i == 0), bar=bar)
+                record = i == 0 and bool(cfg.metrics.sample_video or cfg.metrics.lipsync)
+                await _call(cfg, data, script, srv, http, persona_id, result, out_dir, record_video=record, bar=bar)
             bar.close()
     return result
 
@@ -73,7 +74,7 @@ async def _persona(http, choices: dict[str, str]) -> str:
         return (await _json(r))["persona_id"]
 
 
-async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, result: RunResult,
+async def _call(cfg: Any, data: Dataset, script: Script, srv, http, persona_id: str, result: RunResult,
                 out_dir: Path, record_video: bool, bar) -> None:
     from cvi_lab.harness.call import join, spoken_turn, wait_greeting, wait_replica_done
     from cvi_lab.transport.heard import RATE
@@ -116,13 +117,17 @@ async def _call(cfg: Any, data: Dataset, script: Script, http, persona_id: str, 
         await client.leave()
         async with http.post(f"/v2/conversations/{conv['conversation_id']}/end") as r:
             await r.read()
-    _collect(script, client, sent, result, RATE)
+    await srv.wait_status(conv["conversation_id"], "ended")  # every turn record is stored by then
+    records = {r["turn_idx"]: r["metrics"] for r in srv.turn_metrics(conv["conversation_id"])}
+    _collect(script, client, sent, records, result, RATE)
     if record_video and images:
-        _video(client, images, result, out_dir, script)
+        _video(client, images, result, out_dir, script, write=bool(cfg.metrics.sample_video))
 
 
-def _collect(script: Script, client, sent, result: RunResult, rate: int) -> None:
-    """Per-turn results from the participant's recording and the data-channel events."""
+def _collect(script: Script, client, sent, records: dict[int, dict], result: RunResult, rate: int) -> None:
+    """Per-turn results from the participant's recording and the data-channel events, joined by turn_idx to
+    the server's per-turn records (`records`: turn_idx -> the engine's marks, as /v2/conversations/{id}/turns
+    serves them) for the same per-stage breakdown as offline mode."""
     events = [(t, e) for t, e in client.rec.events if isinstance(e, dict)]
     result.events += [{"arrival": t, **e} for t, e in events]
     users = [(t, e) for t, e in events if e.get("event_type") == "conversation.utterance"
@@ -137,10 +142,13 @@ def _collect(script: Script, client, sent, result: RunResult, rate: int) -> None
         heard = " ".join(e["properties"]["speech"] for t, e in users if t0 is not None and t0 <= t < nxt)
         turn_ids = {e.get("turn_idx") for t, e in users if t0 is not None and t0 <= t < nxt}
         said = " ".join(e["properties"]["speech"] for t, e in replicas if e.get("turn_idx") in turn_ids)
-        tr = TurnResult(script.id, utt.turn, utt.text, heard=heard, replica_text=said,
-                        response_latency_s=(first - end) if first is not None and end is not None else None)
-        tr.interrupted = any(e.get("event_type") == "conversation.replica_interrupted" and e.get("turn_idx") in turn_ids
-                             for _, e in events)
+        latency = (first - end) if first is not None and end is not None else None  # as the participant hears it
+        tr = TurnResult(script.id, utt.turn, utt.text, heard=heard, replica_text=said, response_latency_s=latency)
+        for tid in sorted(t for t in turn_ids if t is not None):  # the committed turn's record (the last if VAD split it)
+            if tid in records:
+                join_participant_view(tr, records[tid], latency)
+        tr.interrupted = tr.interrupted or any(e.get("event_type") == "conversation.replica_interrupted"
+                                               and e.get("turn_idx") in turn_ids for _, e in events)
         if utt.barge_in_after_s is not None and t0 is not None:
             start = client.speech_started_after(t0)
             stop = client.voice_stopped_after(start, SILENCE_END_S) if start is not None else None
@@ -155,7 +163,21 @@ def _collect(script: Script, client, sent, result: RunResult, rate: int) -> None
         result.turns.append(tr)
 
 
-def _video(client, images, result: RunResult, out_dir: Path, script: Script) -> None:
+def join_participant_view(tr: TurnResult, record: dict, participant_latency_s: float | None) -> None:
+    """The engine's per-stage record for this turn, with the participant's measurement on top: the response
+    latency is the participant's (SPEC §4), the engine's own is kept as `engine_response_s`, and the rest of
+    the way (uplink, jitter buffers, downlink, playout) is the `transport` stage and span."""
+    apply_engine_record(tr, record)
+    tr.response_latency_s = participant_latency_s
+    if record.get("response_latency_ms") is not None:
+        tr.stages["engine_response_s"] = float(record["response_latency_ms"]) / 1000.0
+    sent = record.get("first_frame_sent_ms")
+    if participant_latency_s is not None and sent is not None:
+        tr.stages["transport_s"] = participant_latency_s - float(sent) / 1000.0
+        tr.spans.append(("transport", float(sent) / 1000.0, participant_latency_s))
+
+
+def _video(client, images, result: RunResult, out_dir: Path, script: Script, write: bool) -> None:
     """Frames as received + the audio that arrived with each: the call as the participant saw it."""
     from cvi_lab.lab.video import write_call_video
     from cvi_lab.media import VideoFrame
@@ -172,6 +194,8 @@ def _video(client, images, result: RunResult, out_dir: Path, script: Script) -> 
         frames.append(VideoFrame(img, arrival - images[0][0], pcm, rate))
         per_frame.append(pcm)
     result.frames.append(([f for _, f in images], per_frame, float(fps)))
+    if not write:
+        return
     path = write_call_video(frames, out_dir / f"call_{script.id}.mp4", fps=fps)
     if path:
         result.artifacts.append(path)

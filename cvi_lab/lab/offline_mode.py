@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset, Script
+from cvi_lab.lab.dataset import Dataset, Script
 from cvi_lab.lab.metrics import TurnResult
 from cvi_lab.lab.runner import RunResult, apply_engine_record, participant_audio, stage_layers
 
@@ -31,6 +31,10 @@ class CountsSamples(Protocol):
 
     @property
     def samples_seen(self) -> int: ...
+
+
+class ReplicaTooSlow(RuntimeError):
+    """The replica had not finished answering within `participant.max_reply_s`: the run would not be repeatable."""
 
 
 ALIGN_SAMPLES = 2560  # lcm(320-sample mic frames, 512-sample Silero windows)
@@ -105,6 +109,16 @@ async def _drive(engine, segments: list[list], speed: float):
         base = time.monotonic()
         t_first = base if t_first is None else t_first
         part = await O.run_script(engine, steps, speed=speed)
+        if isinstance(seg[-1], O.WaitQuiet) and not engine.idle:
+            # Why an error: the driver's WaitQuiet gives up at its timeout and the script goes on, so the next
+            # utterance would talk over a replica still answering (seen on a starved 2-core machine: one of two
+            # identical runs had its answer "interrupted" at 90 s, a shorter history, different later turns).
+            # A run whose outcome depends on how loaded the machine was must fail, not differ.
+            pending = "a participant turn still being decided" if engine.listener.turn is not None else "speech playing"
+            raise ReplicaTooSlow(f"the engine was not done {seg[-1].timeout:.0f} s after the participant's turn "
+                                 f"(participant.max_reply_s): {pending}, {len(part.frame_times)} replica frames in "
+                                 f"{part.wall_s:.0f} s (real time: {engine.stages.avatar.fps}/s); the machine is "
+                                 "too loaded for this run, or raise participant.max_reply_s")
         off = base - t_first
         merged.events += [{**e, "_t": e["_t"] + off} for e in part.events]
         merged.frame_times += [t + off for t in part.frame_times]
@@ -203,12 +217,22 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
             t.barge_in = True
             t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)
         if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
-            first = say["speech_end"] + latencies[utt.uid]
-            loud = [ft for ft, a in audible if first <= ft < end and a]
-            pcm = res.replica_audio(first - 0.04, (loud[-1] if loud else first) + 0.12)  # the speech, not the wait
+            pcm = _spoken_audio(res, say["speech_end"], end)
             if len(pcm):
                 result.replica_audio[(script.id, utt.turn)] = (pcm, res.audio_rate)
         result.turns.append(t)
+
+
+def _spoken_audio(res, start: float, end: float) -> np.ndarray:
+    """The replica's answer between `start` and `end`: the frames that carried TTS audio, joined.
+
+    Why by the avatar's own `speaking` flag: cutting by arrival time around the first and last loud frame
+    took in one frame more or less of the quiet onset and decay depending on a few ms of pacing jitter, so
+    the judge ASR heard different audio from identical runs. The replica is silent at both bounds (the
+    driver waits for quiet before the next utterance), so the flag alone says which frames are the answer."""
+    parts = [a for t, a, speaking in zip(res.frame_times, res.frame_audio, res.frame_speaking)
+             if speaking and start <= t < end]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _stop_after(audible: list[tuple[float, bool]], start: float, quiet_s: float = 0.3) -> float | None:

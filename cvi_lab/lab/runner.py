@@ -77,10 +77,17 @@ def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
     return layers
 
 
-def collapse_digital_silence(pcm: Any, rate: int, keep_s: float = 0.2) -> Any:
-    """Shorten every run of exact-zero samples (the idle gaps the avatar inserts between streamed clauses,
-    whose length depends on timing) to a fixed `keep_s`, so the judged audio depends only on what the TTS
-    said: same config + seed -> the same intelligibility transcript."""
+def collapse_digital_silence(pcm: Any, rate: int, keep_s: float = 0.2, min_run_s: float = 0.002) -> Any:
+    """The replica's speech as the TTS made it, whatever the timing: every run of exact-zero samples at least
+    `min_run_s` long becomes exactly `keep_s`, and such runs at either end are dropped.
+
+    Why (the cause of two identical offline runs hearing the replica differently): the avatar plays queued
+    TTS audio frame by frame and pads with zeros whenever its queue is empty, so how much digital silence
+    sits before, between and inside the clauses depends on how fast the LLM and TTS ran that time (a partial
+    frame, plus a whole idle frame per 40 ms of waiting). Whisper heard those different gaps as different
+    audio and now and then spelled a word differently ("dunassa"/"denassa"). Speech itself never holds 2 ms
+    of exact zeros, so normalising every such run leaves only what the TTS said: same config + seed -> the
+    same samples -> the same intelligibility transcript."""
     import numpy as np
 
     x = np.asarray(pcm, dtype=np.float32)
@@ -89,9 +96,15 @@ def collapse_digital_silence(pcm: Any, rate: int, keep_s: float = 0.2) -> Any:
     zero = x == 0.0
     edges = np.flatnonzero(np.diff(zero.astype(np.int8))) + 1
     bounds = np.concatenate(([0], edges, [len(x)]))
-    keep = int(keep_s * rate)
-    parts = [x[a:b] if not zero[a] else x[a:min(b, a + keep)] for a, b in zip(bounds[:-1], bounds[1:])]
-    return np.concatenate(parts)
+    keep, min_run = int(keep_s * rate), max(1, int(min_run_s * rate))
+    gap = np.zeros(keep, np.float32)
+    parts = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if not zero[a] or b - a < min_run:
+            parts.append(x[a:b])
+        elif 0 < a and b < len(x):  # a gap inside the speech, at a fixed length; none at the ends
+            parts.append(gap)
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 async def add_intelligibility(cfg: Any, result: RunResult) -> None:

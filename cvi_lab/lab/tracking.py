@@ -8,6 +8,7 @@ before any model loads (an unreachable server costs seconds, not a whole run).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -24,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "transformers", "faster-whisper", "ctranslate2", "piper-tts", "onnxruntime", "aiortc",
             "mlflow", "hydra-core")
 PARAM_VALUE_LIMIT = 6000
+LOCK_FILES = ("requirements.lock", "requirements-nodeps.lock")  # the environment `make setup` builds, by hash
 
 
 class TrackingError(RuntimeError):
@@ -112,9 +114,36 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
         return "unknown"
 
 
+def lock_hash(root: Path = REPO_ROOT) -> str:
+    """sha256 (16 hex) over the lock files that define the venv, each named; 'absent' outside a checkout
+    (an installed wheel: then `env.packages_hash` alone identifies the environment)."""
+    files = [root / name for name in LOCK_FILES]
+    if not all(f.is_file() for f in files):
+        return "absent"
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def packages_hash() -> str:
+    """sha256 (16 hex) of every installed distribution as name==version, sorted: what actually ran, even
+    when the venv drifted from the lock files (or there are none)."""
+    pins = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in md.distributions()})
+    return hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
+
+
+def environment_identity() -> dict[str, str]:
+    """What must match for two runs to be comparable bit for bit: locks, installed packages, python,
+    platform, commit. Logged as tags and as `environment.json` on every run."""
+    return {"env.lock_hash": lock_hash(), "env.packages_hash": packages_hash(),
+            "env.python": f"{platform.python_implementation()} {platform.python_version()}",
+            "env.platform": platform.platform(), "git.commit": git_commit()}
+
+
 def environment_tags() -> dict[str, str]:
-    """Git commit, package versions and the machine: what a reader needs to trust a number."""
-    tags = {"git.commit": git_commit()}
+    """The environment identity, package versions and the machine: what a reader needs to trust a number."""
+    tags = environment_identity()
     for pkg in PACKAGES:
         try:
             tags[f"version.{pkg}"] = md.version(pkg)

@@ -46,3 +46,31 @@ def test_flatten_and_environment_tags():
     assert flat["x"] == "null" and len(flat["long"]) <= T.PARAM_VALUE_LIMIT
     tags = T.environment_tags()
     assert tags["git.commit"] and tags["machine.cpu_count"] and "version.faster-whisper" in tags
+
+
+def test_lock_hash_names_both_lock_files_and_changes_with_either(tmp_path):
+    assert T.lock_hash(tmp_path) == "absent"  # outside a checkout (an installed wheel)
+    (tmp_path / "requirements.lock").write_text("a==1\n")
+    assert T.lock_hash(tmp_path) == "absent"  # half a lock does not identify an environment
+    (tmp_path / "requirements-nodeps.lock").write_text("b==2\n")
+    first = T.lock_hash(tmp_path)
+    assert len(first) == 16 and first == T.lock_hash(tmp_path)
+    (tmp_path / "requirements-nodeps.lock").write_text("b==3\n")
+    assert T.lock_hash(tmp_path) != first
+    # the same bytes moved from one file to the other are another environment
+    (tmp_path / "requirements.lock").write_text("")
+    (tmp_path / "requirements-nodeps.lock").write_text("a==1\nb==2\n")
+    assert T.lock_hash(tmp_path) != first
+
+
+def test_environment_identity_of_this_checkout():
+    import platform
+
+    ident = T.environment_identity()
+    assert set(ident) == {"env.lock_hash", "env.packages_hash", "env.python", "env.platform", "git.commit"}
+    assert ident["env.lock_hash"] == T.lock_hash(T.REPO_ROOT) != "absent"  # the repo ships both locks
+    assert len(ident["env.packages_hash"]) == 16
+    assert platform.python_version() in ident["env.python"]
+    assert ident == {**T.environment_identity()}  # stable within a process
+    tags = T.environment_tags()
+    assert {k: tags[k] for k in ident} == ident

@@ -1,0 +1,70 @@
+"""Live mode's per-stage breakdown: the server's per-turn records joined to what the participant measured."""
+
+import json
+
+import pytest
+
+from cvi_lab.engine.latency import TurnLatency
+from cvi_lab.lab import metrics as M
+from cvi_lab.lab.live_mode import join_participant_view
+
+
+def _record() -> dict:
+    lat = TurnLatency(turn_idx=3, speech_end=10.0, vad_end=10.2, turn_decision=10.5, asr_final=10.4,
+                      llm_first_token=10.8, first_clause=11.0, tts_first_audio=11.1, first_frame_sent=11.2)
+    lat.extra.update({"asr_s": 0.2, "user_audio_s": 2.0, "completion_tokens": 12, "llm_s": 1.0})
+    return json.loads(json.dumps(lat.as_metrics()))  # as /v2/conversations/{id}/turns serves it
+
+
+def test_engine_stages_and_participant_latency_are_joined():
+    t = M.TurnResult("s", 0, "hello")
+    join_participant_view(t, _record(), participant_latency_s=1.45)
+    assert t.response_latency_s == 1.45  # the participant's, as SPEC §4 defines it
+    assert t.stages["engine_response_s"] == pytest.approx(1.2)
+    assert t.stages["transport_s"] == pytest.approx(0.25)  # what the engine did not account for
+    assert t.stages["turn_s"] == pytest.approx(0.3) and t.stages["asr_s"] == pytest.approx(0.2)
+    assert t.stages["llm_ttfb_s"] == pytest.approx(0.4) and t.stages["tts_ttfb_s"] == pytest.approx(0.1)
+    names = [name for name, _, _ in t.spans]
+    assert names == ["vad", "asr", "turn", "llm", "chunker", "tts", "avatar", "transport"]
+    assert t.spans[-1][0] == "transport" and t.spans[-1][1:] == pytest.approx((1.2, 1.45))
+    assert t.llm_tokens == 12 and t.rtf["asr"] == pytest.approx(0.1)
+    agg = M.aggregate([t])
+    assert agg["response_latency_p50_ms"] == pytest.approx(1450)
+    assert agg["transport_mean_ms"] == pytest.approx(250) and agg["engine_response_mean_ms"] == pytest.approx(1200)
+    assert agg["llm_ttfb_mean_ms"] == pytest.approx(400)
+
+
+def test_no_participant_measurement_keeps_the_stages_but_no_latency():
+    t = M.TurnResult("s", 0, "hello")
+    join_participant_view(t, _record(), participant_latency_s=None)
+    assert t.response_latency_s is None  # never the engine's figure passed off as the participant's
+    assert "transport_s" not in t.stages and t.stages["engine_response_s"] == pytest.approx(1.2)
+
+
+@pytest.mark.slow
+def test_live_run_logs_the_per_stage_breakdown(tmp_path, monkeypatch):
+    """One real WebRTC call (real models): the run's metrics carry the same stage figures as offline mode,
+    plus the transport share, and the run has its sample call video."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from cvi_lab.lab import app
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code = app.main(["experiment=live", "dataset.scripts=[travel-lisbon]", "dataset.max_turns=1",
+                     "metrics.intelligibility=false", "metrics.lipsync=false", "engine.max_tokens=24",
+                     f"tracking.uri={uri}", f"tracking.artifact_root={tmp_path}/mlruns", f"hydra.run.dir={tmp_path}/out"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for key in ("response_latency_p50_ms", "engine_response_mean_ms", "transport_mean_ms", "asr_mean_ms",
+                "turn_mean_ms", "llm_ttfb_mean_ms", "tts_ttfb_mean_ms"):
+        assert key in metrics, (key, sorted(metrics))
+    assert metrics["response_latency_p50_ms"] > metrics["engine_response_mean_ms"] > 0
+    turn = json.loads((tmp_path / "out" / "transcripts.jsonl").read_text().splitlines()[0])
+    assert [s[0] for s in turn["spans"]][-1] == "transport"
+    mlflow.set_tracking_uri(None)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("live").experiment_id])
+    arts = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"call_travel-lisbon.mp4", "environment.json", "latency_waterfall.png"} <= arts
