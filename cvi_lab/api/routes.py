@@ -9,6 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cvi_lab.api.errors import ApiError
+from cvi_lab.domain.errors import DomainError
+from cvi_lab.domain.vocabulary import Vocabulary
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -34,6 +36,20 @@ class Route:
     list_of: bool = False  # response is {"data": [response], "total_count"}
     status: int = 200
     query: list[Query] = field(default_factory=list)
+
+
+def speaking(vocabulary: Vocabulary, handler: Callable[[web.Request, Vocabulary], Awaitable[web.StreamResponse]]) -> Handler:
+    """`handler` bound to one vocabulary; its refusals are reworded in that vocabulary's field names."""
+
+    async def bound(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request, vocabulary)
+        except DomainError as exc:
+            exc.message, exc.field = vocabulary.say(exc.message), vocabulary.say(exc.field)
+            raise
+
+    bound.__name__ = f"{handler.__name__}_{vocabulary.collection}"
+    return bound
 
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

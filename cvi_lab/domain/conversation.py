@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text, limit
+from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
@@ -56,11 +57,15 @@ class ConversationProperties(RequestModel):
         return value
 
 
-class ConversationCreate(RequestModel):
-    """POST /v2/conversations body."""
+class ConversationCreate(Aliased, RequestModel):
+    """POST /v2/conversations body; `pal_id`/`face_id` are today's names of `persona_id`/`replica_id`."""
 
-    replica_id: Name | None = None
-    persona_id: Name | None = None
+    NAMES = CONVERSATION_NAMES
+
+    replica_id: Name | None = Field(None, description="≡ face_id")
+    persona_id: Name | None = Field(None, description="≡ pal_id")
+    face_id: Name | None = Field(None, description="≡ replica_id (today's name)")
+    pal_id: Name | None = Field(None, description="≡ persona_id (today's name)")
     callback_url: HttpUrl | None = None
     conversation_name: Name | None = None
     conversational_context: Text | None = None
@@ -86,15 +91,29 @@ class ConversationEvent(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-class Conversation(BaseModel):
+class BothIdPairs(BaseModel):
+    """A conversation record names its persona and replica in both vocabularies (SPEC §5)."""
+
+    replica_id: str
+    persona_id: str
+    face_id: str = Field(description="= replica_id")
+    pal_id: str = Field(description="= persona_id")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _today_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "face_id": data.get("replica_id"), "pal_id": data.get("persona_id")}
+        return data
+
+
+class Conversation(BothIdPairs):
     """A stored conversation as GET returns it (`events` only with verbose=true)."""
 
     conversation_id: str
     conversation_name: str
     status: ConversationStatus
     conversation_url: str
-    replica_id: str
-    persona_id: str
     callback_url: str | None = None
     conversational_context: str | None = None
     custom_greeting: str = DEFAULT_GREETING
@@ -119,15 +138,13 @@ class TurnRecord(BaseModel):
     created_at: str
 
 
-class ConversationCreated(BaseModel):
+class ConversationCreated(BothIdPairs):
     """POST /v2/conversations response (the hosted fields, plus `meeting_token` with require_auth)."""
 
     conversation_id: str
     conversation_name: str
     status: ConversationStatus
     conversation_url: str
-    replica_id: str
-    persona_id: str
     callback_url: str | None = None
     created_at: str
     meeting_token: str | None = None

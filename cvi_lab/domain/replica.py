@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
 from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text
+from cvi_lab.domain.vocabulary import FACES, REPLICA_NAMES, Aliased, renamed_model
 
 ReplicaStatus = Literal["started", "completed", "error"]
 
 BUILTIN_SOURCE = "builtin:astronaut"
 
 
-class ReplicaCreate(RequestModel):
-    replica_name: Name | None = None
+class ReplicaCreate(Aliased, RequestModel):
+    """POST /v2/replicas (and /v2/faces) body; either name of the name field is taken."""
+
+    NAMES = REPLICA_NAMES
+
+    replica_name: Name | None = Field(None, description="≡ face_name")
     train_video_url: Text  # a local path, file:// URL or http(s) URL of a face video or image
     callback_url: HttpUrl | None = None
+    face_name: Name | None = Field(None, description="≡ replica_name (today's name)")
 
 
 class Replica(BaseModel):
@@ -30,6 +36,9 @@ class Replica(BaseModel):
     callback_url: str | None = None
     created_at: str
     updated_at: str
+
+
+Face = renamed_model(Replica, "Face", FACES, "A stored face (a replica under today's name) as /v2/faces returns it.")
 
 
 def progress_text(percent: int) -> str:
