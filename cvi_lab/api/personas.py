@@ -8,37 +8,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonpatch
-import jsonpointer
 from aiohttp import web
 
+from cvi_lab.api import json_patch
 from cvi_lab.api.errors import ApiError, parse_body, validate
 from cvi_lab.api.routes import PAGING, Handler, Route, paging, speaking
-from cvi_lab.domain.errors import InvalidInput, NotFound
+from cvi_lab.domain.errors import DomainError, InvalidInput, NotFound
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, PERSONA, new_id
 from cvi_lab.domain.persona import EDITABLE_FIELDS, Pal, Persona, PersonaCreate
 from cvi_lab.domain.vocabulary import PALS, PERSONAS, Vocabulary
 from cvi_lab.store import Store
-
-
-def json_patch_schema(vocabulary: Vocabulary) -> dict[str, Any]:
-    paths = [f"/{vocabulary.name(k)}" for k in EDITABLE_FIELDS]
-    return {
-        "type": "array",
-        "minItems": 1,
-        "description": f"RFC 6902 JSON Patch over the {vocabulary.noun}'s editable fields ({', '.join(paths)}); "
-                       "the patched document must be a valid create body, else 400",
-        "items": {
-            "type": "object",
-            "required": ["op", "path"],
-            "properties": {
-                "op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
-                "path": {"type": "string", "example": paths[1]},
-                "value": {},
-                "from": {"type": "string"},
-            },
-        },
-    }
 
 
 def _store(request: web.Request) -> Store:
@@ -61,6 +40,10 @@ def _get(store: Store, persona_id: str) -> dict:
     return record
 
 
+def _editable(vocabulary: Vocabulary) -> dict[str, str]:
+    return {k: vocabulary.name(k) for k in EDITABLE_FIELDS}
+
+
 def _id(request: web.Request, vocabulary: Vocabulary) -> str:
     return request.match_info[vocabulary.name("persona_id")]
 
@@ -68,7 +51,7 @@ def _id(request: web.Request, vocabulary: Vocabulary) -> str:
 def _check_replica(store: Store, persona: PersonaCreate) -> None:
     rid = persona.default_replica_id
     if rid and store.get_replica(rid) is None:
-        raise InvalidInput(f"default_replica_id {rid!r} is not a known replica", field="default_replica_id")
+        raise NotFound(f"default_replica_id {rid!r} is not a known replica", field="default_replica_id")
 
 
 async def create(request: web.Request, vocabulary: Vocabulary) -> web.Response:
@@ -96,17 +79,13 @@ async def patch(request: web.Request, vocabulary: Vocabulary) -> web.Response:
         ops = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON ({exc})"[:300]) from None
-    if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
-        raise ApiError(400, "the body must be a JSON Patch (RFC 6902): a list of {op, path, value} objects")
-    if not ops:
-        raise ApiError(400, "the JSON Patch is empty; give at least one operation")
-    document = vocabulary.present({k: record.get(k) for k in EDITABLE_FIELDS})
+    fields = _editable(vocabulary)
+    json_patch.check_operations(ops, PersonaCreate, fields, _ctx(request))
+    patched = json_patch.apply(ops, vocabulary.present({k: record.get(k) for k in EDITABLE_FIELDS}))
     try:
-        patched = jsonpatch.JsonPatch(ops).apply(document)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError, ValueError) as exc:
-        raise ApiError(400, f"the JSON Patch cannot be applied: {exc}; editable paths: "
-                            + ", ".join(f"/{k}" for k in document)) from None
-    persona = validate(patched, PersonaCreate, _ctx(request))
+        persona = validate(patched, PersonaCreate, _ctx(request))
+    except DomainError as exc:
+        raise json_patch.as_conflict(exc) from None
     _check_replica(store, persona)
     return web.json_response(_public(store.update_persona(record["persona_id"], persona.document()), vocabulary))
 
@@ -130,14 +109,19 @@ def routes(v: Vocabulary) -> list[Route]:
         return speaking(v, handler)
 
     bad_delete = f"the default {v.noun} cannot be deleted"
+    param = v.name("persona_id")
+    not_default = {param: {"type": "string", "not": {"const": DEFAULT_PERSONA_ID}, "description": bad_delete}}
+    conflict = {409: "the JSON Patch conflicts with the stored record (see the request body's description)"}
     return [
         Route("POST", v.path, h(create), f"Create a {v.noun}", v.collection, request=PersonaCreate, response=model),
         Route("GET", v.path, h(list_), f"List {v.collection}", v.collection, response=model, list_of=True,
               query=PAGING),
         Route("GET", item, h(get), f"Get a {v.noun}", v.collection, response=model),
         Route("PATCH", item, h(patch), f"Edit a {v.noun} with a JSON Patch (RFC 6902)", v.collection,
-              request=json_patch_schema(v), response=model),
-        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 400)", v.collection, status=204),
+              request=json_patch.patch_schema(PersonaCreate, _editable(v), v.noun), response=model,
+              errors=conflict),
+        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 400)", v.collection, status=204,
+              path_schemas=not_default),
     ]
 
 

@@ -10,6 +10,7 @@ from cvi_lab.api.errors import parse_body
 from cvi_lab.api.routes import PAGING, Handler, Route, paging, speaking
 from cvi_lab.calls.replicas import ReplicaService
 from cvi_lab.domain.errors import NotFound
+from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
 from cvi_lab.domain.replica import Face, Replica, ReplicaCreate
 from cvi_lab.domain.vocabulary import FACES, REPLICAS, Vocabulary
 
@@ -59,13 +60,16 @@ def routes(v: Vocabulary) -> list[Route]:
     def h(handler: Any) -> Handler:
         return speaking(v, handler)
 
+    bad_delete = f"the default {v.noun} cannot be deleted"
     return [
         Route("POST", v.path, h(create), f"Create a {v.noun} from a face video or image", v.collection,
               request=ReplicaCreate, response=model),
         Route("GET", v.path, h(list_), f"List {v.collection}", v.collection, response=model, list_of=True,
               query=PAGING),
         Route("GET", item, h(get), f"Get a {v.noun}", v.collection, response=model),
-        Route("DELETE", item, h(delete), f"Delete a {v.noun}", v.collection, status=204),
+        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 400)", v.collection, status=204,
+              path_schemas={v.name("replica_id"): {"type": "string", "not": {"const": DEFAULT_REPLICA_ID},
+                                                   "description": bad_delete}}),
     ]
 
 

@@ -77,7 +77,7 @@ class ReplicaService:
             raise InvalidInput("train_video_url is empty; give a local path, file:// or http(s) URL", "train_video_url")
         path = local_source(source)
         if path is not None and not path.is_file():
-            raise InvalidInput(f"train_video_url: no file at {str(path)[:200]!r}", field="train_video_url")
+            raise NotFound(f"train_video_url: no file at {str(path)[:200]!r}", field="train_video_url")
         replica_id = new_id(REPLICA)
         record = self.store.insert_replica(replica_id, {
             "replica_name": req.replica_name or f"replica {replica_id}", "status": "started",

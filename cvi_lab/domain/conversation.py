@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text, limit
+from cvi_lab.domain.validation import HttpUrl, Id, Name, RequestModel, Text, limit, limit_ref
 from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
@@ -31,11 +31,15 @@ class ShutdownReason:
     RUNTIME_ERROR = "exception_encountered_during_conversation"
 
 
+# The languages `properties.language` accepts: the language table's names (filled in by the OpenAPI document).
+LANGUAGES_REF = "$languages"
+
+
 class ConversationProperties(RequestModel):
-    max_call_duration: int = Field(3600, gt=0)
-    participant_left_timeout: int = Field(0, ge=0)
-    participant_absent_timeout: int = Field(300, gt=0)
-    language: Name = "english"
+    max_call_duration: int = Field(3600, gt=0, json_schema_extra={"maximum": limit_ref("max_call_duration_s")})
+    participant_left_timeout: int = Field(0, ge=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
+    participant_absent_timeout: int = Field(300, gt=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
+    language: Name = Field("english", json_schema_extra={"enum": LANGUAGES_REF})
     apply_greenscreen: bool = False
     enable_recording: bool = False
     enable_closed_captions: bool = False
@@ -62,18 +66,21 @@ class ConversationCreate(Aliased, RequestModel):
 
     NAMES = CONVERSATION_NAMES
 
-    replica_id: Name | None = Field(None, description="≡ face_id")
-    persona_id: Name | None = Field(None, description="≡ pal_id")
-    face_id: Name | None = Field(None, description="≡ replica_id (today's name)")
-    pal_id: Name | None = Field(None, description="≡ persona_id (today's name)")
+    replica_id: Id | None = Field(None, description="≡ face_id")
+    persona_id: Id | None = Field(None, description="≡ pal_id")
+    face_id: Id | None = Field(None, description="≡ replica_id (today's name)")
+    pal_id: Id | None = Field(None, description="≡ persona_id (today's name)")
     callback_url: HttpUrl | None = None
     conversation_name: Name | None = None
     conversational_context: Text | None = None
     custom_greeting: Text = DEFAULT_GREETING
     test_mode: bool = False
     require_auth: bool = False
-    max_participants: int | None = Field(None, ge=2)
+    max_participants: int | None = Field(None, ge=2, json_schema_extra={"maximum": limit_ref("max_participants")})
     properties: ConversationProperties = Field(default_factory=ConversationProperties)
+    # the resolution rules (domain/resolution.py) need at least one of them
+    SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}
+                               for k in ("persona_id", "replica_id", "pal_id", "face_id")]}]
 
     @field_validator("max_participants")
     @classmethod

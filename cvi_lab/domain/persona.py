@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID
-from cvi_lab.domain.validation import HttpUrl, Name, OpenSection, RequestModel, Text
+from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Id, Name, OpenSection, RequestModel, Text, not_blank
 from cvi_lab.domain.vocabulary import PALS, PERSONA_NAMES, Aliased, renamed_model
 
 Sensitivity = Literal["superlow", "verylow", "low", "medium", "high"]
@@ -15,11 +15,17 @@ Level = Literal["low", "medium", "high"]
 PipelineMode = Literal["full", "echo"]
 
 
+# One tool as `_openai_tools` checks it (the schema states the same).
+TOOL_SCHEMA = {"type": "object", "required": ["type", "function"], "properties": {
+    "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}
+
+
 class LLMLayer(OpenSection):
     model: Name | None = None
     base_url: HttpUrl | None = None  # an OpenAI-compatible streaming /chat/completions endpoint
     api_key: Name | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, json_schema_extra={"items": TOOL_SCHEMA})
 
     @field_validator("tools")
     @classmethod
@@ -85,15 +91,19 @@ class PersonaCreate(Aliased, RequestModel):
     persona_name: Name | None = Field(None, description="≡ pal_name")
     system_prompt: Text | None = None
     context: Text | None = None
-    default_replica_id: Name | None = Field(None, description="≡ default_face_id")
+    default_replica_id: Id | None = Field(None, description="≡ default_face_id")
     pipeline_mode: PipelineMode = "full"
     layers: Layers = Field(default_factory=Layers)
     pal_name: Name | None = Field(None, description="≡ persona_name (today's name)")
-    default_face_id: Name | None = Field(None, description="≡ default_replica_id (today's name)")
+    default_face_id: Id | None = Field(None, description="≡ default_replica_id (today's name)")
+    SCHEMA_RULES = [{  # full mode (the default) needs a system prompt that is not blank
+        "if": {"properties": {"pipeline_mode": {"enum": ["full", None]}}},
+        "then": {"required": ["system_prompt"], "properties": {"system_prompt": {"type": "string", "pattern": NOT_BLANK}}},
+    }]
 
     @model_validator(mode="after")
     def _prompt_in_full_mode(self) -> "PersonaCreate":
-        if self.pipeline_mode == "full" and not (self.system_prompt or "").strip():
+        if self.pipeline_mode == "full" and not not_blank(self.system_prompt):
             raise ValueError("system_prompt is required when pipeline_mode is 'full' (use 'echo' to go without one)")
         return self
 

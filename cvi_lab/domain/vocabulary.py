@@ -42,10 +42,21 @@ class Aliased(BaseModel):
 
     NAMES: ClassVar[tuple[tuple[str, str], ...]] = ()
 
+    @classmethod
+    def _pairs(cls) -> list[tuple[str, str]]:
+        return [(old, new) for old, new in cls.NAMES if old in cls.model_fields and new in cls.model_fields]
+
     @model_validator(mode="before")
     @classmethod
     def _one_name_per_field(cls, data: Any) -> Any:
-        return merge_aliases(data, cls.NAMES)
+        return merge_aliases(data, tuple(cls._pairs()))
+
+    @classmethod
+    def schema_rules(cls) -> list[dict[str, Any]]:
+        """In the schema: not both names of a field (the server also takes both with one same value)."""
+        given = {"not": {"type": "null"}}
+        return [*super().schema_rules(),  # type: ignore[misc]
+                *({"not": {"required": [old, new], "properties": {old: given, new: given}}} for old, new in cls._pairs())]
 
 
 @dataclass(frozen=True)

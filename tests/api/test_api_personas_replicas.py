@@ -33,17 +33,27 @@ async def test_persona_crud_and_json_patch(api):
         ([{"op": "replace", "path": "/persona_id", "value": "p1"}], "cannot be applied"),
         ([{"op": "add", "path": "/colour", "value": "red"}], "unknown field 'colour'"),
         ([{"op": "replace", "path": "/pipeline_mode", "value": "half"}], "pipeline_mode"),
-        ([{"op": "remove", "path": "/system_prompt"}], "system_prompt is required"),
         ([{"op": "jump", "path": "/x"}], "cannot be applied"),
-        ([{"op": "test", "path": "/persona_name", "value": "Bob"}], "cannot be applied"),
+        ([{"op": "add", "path": "/system_prompt", "value": {}}], "system_prompt: Input should be a valid string"),
+        ([{"op": "add", "path": "/context", "value": "c", "from": "/x"}], "does not take from"),
+        ([{"op": "replace", "path": "/persona_name"}], "needs value"),
         ({"system_prompt": "x"}, "JSON Patch"),
         ([], "empty"),
-        ([{"op": "add", "path": "/default_replica_id", "value": "r999999"}], "not a known replica"),
     ]
     for ops, words in bad_patches:
         resp = await api.patch(f"/v2/personas/{pid}", json=ops)
         body = await resp.json()
         assert resp.status == 400 and words in body["error"], (ops, body)
+    # well formed, but the stored record decides: a conflict (RFC 5789), or a replica that is not there
+    for ops, status, words in [
+        ([{"op": "remove", "path": "/system_prompt"}], 409, "system_prompt is required"),
+        ([{"op": "test", "path": "/persona_name", "value": "Bob"}], 409, "cannot be applied"),
+        ([{"op": "add", "path": "/layers/stt/participant_pause_sensitivity", "value": "max"}], 409, "superlow"),
+        ([{"op": "add", "path": "/default_replica_id", "value": "r999999"}], 404, "not a known replica"),
+    ]:
+        resp = await api.patch(f"/v2/personas/{pid}", json=ops)
+        body = await resp.json()
+        assert resp.status == status and words in body["error"], (ops, body)
     assert (await (await api.get(f"/v2/personas/{pid}")).json()) == patched  # nothing lost
 
     listing = await (await api.get("/v2/personas", params={"limit": "1"})).json()
@@ -96,7 +106,7 @@ async def test_replica_build_errors_are_reported(api, tmp_path):
     resp = await api.post("/v2/conversations", json={"replica_id": rid})
     assert resp.status == 400 and "not ready" in (await resp.json())["error"]
     resp = await api.post("/v2/replicas", json={"train_video_url": str(tmp_path / "missing.mp4")})
-    assert resp.status == 400 and (await resp.json())["field"] == "train_video_url"
+    assert resp.status == 404 and (await resp.json())["field"] == "train_video_url"
     resp = await api.post("/v2/replicas", json={"train_video_url": "gopher://x/y"})
     assert resp.status == 400 and "scheme" in (await resp.json())["error"]
 
