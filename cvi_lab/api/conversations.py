@@ -50,7 +50,10 @@ async def delete(request: web.Request) -> web.Response:
 ROUTES = [
     Route("POST", "/v2/conversations", create, "Create a conversation (starts the call at once)", "conversations",
           request=ConversationCreate, response=ConversationCreated,
-          errors={429: "all concurrency spots are taken (User has reached maximum concurrent conversations)",
+          errors={400: "bad input (the message names the field and what is accepted); also, decided by the stored "
+                       "records: a persona without default_replica_id and no replica given, a replica that is not "
+                       "built ('completed'), a persona whose layers.transport is not one this server provides (webrtc)",
+                  429: "all concurrency spots are taken (User has reached maximum concurrent conversations)",
                   503: "the server is shutting down, or the call could not start"}),
     Route("GET", "/v2/conversations", list_, "List conversations", "conversations", response=Conversation,
           list_of=True, query=[*PAGING, Query("status", "string", "filter by status", None, ("active", "ended"))]),

@@ -13,7 +13,7 @@ from aiohttp import web
 from cvi_lab.api import json_patch
 from cvi_lab.api.errors import ApiError, parse_body, validate
 from cvi_lab.api.routes import PAGING, Handler, Route, paging, speaking
-from cvi_lab.domain.errors import DomainError, InvalidInput, NotFound
+from cvi_lab.domain.errors import Conflict, DomainError, NotFound
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, PERSONA, new_id
 from cvi_lab.domain.persona import EDITABLE_FIELDS, Pal, Persona, PersonaCreate
 from cvi_lab.domain.vocabulary import PALS, PERSONAS, Vocabulary
@@ -94,7 +94,7 @@ async def delete(request: web.Request, vocabulary: Vocabulary) -> web.Response:
     store = _store(request)
     persona_id = _id(request, vocabulary)
     if persona_id == DEFAULT_PERSONA_ID:
-        raise InvalidInput(f"the default persona {persona_id!r} cannot be deleted", field="persona_id")
+        raise Conflict(f"the default persona {persona_id!r} cannot be deleted", field="persona_id")
     if not store.delete_persona(persona_id):
         raise NotFound(f"persona_id {persona_id!r} not found", field="persona_id")
     return web.Response(status=204)
@@ -120,8 +120,8 @@ def routes(v: Vocabulary) -> list[Route]:
         Route("PATCH", item, h(patch), f"Edit a {v.noun} with a JSON Patch (RFC 6902)", v.collection,
               request=json_patch.patch_schema(PersonaCreate, _editable(v), v.noun), response=model,
               errors=conflict),
-        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 400)", v.collection, status=204,
-              path_schemas=not_default),
+        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 409)", v.collection, status=204,
+              path_schemas=not_default, errors={409: bad_delete}),
     ]
 
 

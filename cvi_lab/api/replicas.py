@@ -67,7 +67,8 @@ def routes(v: Vocabulary) -> list[Route]:
         Route("GET", v.path, h(list_), f"List {v.collection}", v.collection, response=model, list_of=True,
               query=PAGING),
         Route("GET", item, h(get), f"Get a {v.noun}", v.collection, response=model),
-        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 400)", v.collection, status=204,
+        Route("DELETE", item, h(delete), f"Delete a {v.noun} ({bad_delete}: 409)", v.collection, status=204,
+              errors={409: bad_delete},
               path_schemas={v.name("replica_id"): {"type": "string", "not": {"const": DEFAULT_REPLICA_ID},
                                                    "description": bad_delete}}),
     ]

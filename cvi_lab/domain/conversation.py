@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from cvi_lab.domain.validation import HttpUrl, Id, Name, RequestModel, Text, limit, limit_ref
+from cvi_lab.domain.validation import HttpUrl, Id, Int, Name, RequestModel, Text, limit, limit_ref
 from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
@@ -36,9 +36,9 @@ LANGUAGES_REF = "$languages"
 
 
 class ConversationProperties(RequestModel):
-    max_call_duration: int = Field(3600, gt=0, json_schema_extra={"maximum": limit_ref("max_call_duration_s")})
-    participant_left_timeout: int = Field(0, ge=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
-    participant_absent_timeout: int = Field(300, gt=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
+    max_call_duration: Int = Field(3600, gt=0, json_schema_extra={"maximum": limit_ref("max_call_duration_s")})
+    participant_left_timeout: Int = Field(0, ge=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
+    participant_absent_timeout: Int = Field(300, gt=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
     language: Name = Field("english", json_schema_extra={"enum": LANGUAGES_REF})
     apply_greenscreen: bool = False
     enable_recording: bool = False
@@ -76,7 +76,7 @@ class ConversationCreate(Aliased, RequestModel):
     custom_greeting: Text = DEFAULT_GREETING
     test_mode: bool = False
     require_auth: bool = False
-    max_participants: int | None = Field(None, ge=2, json_schema_extra={"maximum": limit_ref("max_participants")})
+    max_participants: Int | None = Field(None, ge=2, json_schema_extra={"maximum": limit_ref("max_participants")})
     properties: ConversationProperties = Field(default_factory=ConversationProperties)
     # the resolution rules (domain/resolution.py) need at least one of them
     SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Mapping
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
 DEFAULT_LIMITS: dict[str, int] = {
@@ -72,6 +72,14 @@ Id = Annotated[str, AfterValidator(_check_name), Field(min_length=1, json_schema
     "maxLength": limit_ref("max_name_chars")})]
 HttpUrl = Annotated[str, AfterValidator(_check_url), Field(json_schema_extra={
     "maxLength": limit_ref("max_text_chars"), "pattern": HTTP_URL})]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 458.0 is the integer 458 (JSON Schema agrees); 458.5 and "458" are still refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
 
 
 def _nullable(prop: dict[str, Any]) -> dict[str, Any]:

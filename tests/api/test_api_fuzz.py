@@ -9,6 +9,8 @@ import asyncio
 import os
 import sys
 
+import pytest
+
 from cvi_lab.harness.server import InProcessServer
 from tests.helpers.config import make_cfg
 
@@ -16,6 +18,7 @@ KEY = "fuzz-key"
 EXAMPLES = 25  # per operation and phase: enough to cover every field's bounds, small enough for a 2-core CI
 
 
+@pytest.mark.slow  # minutes on a 2-core machine: `make test` runs it, `make test-fast` does not
 async def test_the_server_does_what_its_openapi_document_says(tmp_path):
     cfg = make_cfg(tmp_path / "home", api_keys=[KEY], port=0)
     async with InProcessServer(cfg) as server:

@@ -62,7 +62,7 @@ async def test_persona_crud_and_json_patch(api):
     assert (await api.get(f"/v2/personas/{pid}")).status == 404
     assert (await api.patch(f"/v2/personas/{pid}", json=patch)).status == 404
     resp = await api.delete(f"/v2/personas/{DEFAULT_PERSONA_ID}")
-    assert resp.status == 400 and "default persona" in (await resp.json())["error"]
+    assert resp.status == 409 and "default persona" in (await resp.json())["error"]
 
 
 async def test_echo_persona_needs_no_prompt(api):
@@ -94,7 +94,7 @@ async def test_replica_build_from_a_local_file_and_delete(api, tmp_path):
     assert listing["total_count"] == 2 and {r["replica_id"] for r in listing["data"]} == {rid, DEFAULT_REPLICA_ID}
     assert (await api.delete(f"/v2/replicas/{rid}")).status == 204
     assert not out.exists() and (await api.get(f"/v2/replicas/{rid}")).status == 404
-    assert (await api.delete(f"/v2/replicas/{DEFAULT_REPLICA_ID}")).status == 400
+    assert (await api.delete(f"/v2/replicas/{DEFAULT_REPLICA_ID}")).status == 409
 
 
 async def test_replica_build_errors_are_reported(api, tmp_path):

@@ -67,11 +67,11 @@ async def test_two_names_of_one_field_with_different_values_are_refused(api, pat
 
 async def test_pal_routes_answer_in_todays_words(api):
     assert "pal_id 'p0000' not found" in await refused(await api.get("/v2/pals/p0000"), 404)
-    assert "the default PAL" in await refused(await api.delete(f"/v2/pals/{DEFAULT_PERSONA_ID}"))
+    assert "the default PAL" in await refused(await api.delete(f"/v2/pals/{DEFAULT_PERSONA_ID}"), 409)
     message = await refused(await api.post("/v2/pals", json={"system_prompt": "s", "default_face_id": "r0000"}), 404)
     assert "default_face_id 'r0000' is not a known face" in message
     assert "face_id 'r0000' not found" in await refused(await api.get("/v2/faces/r0000"), 404)
-    assert "the default face" in await refused(await api.delete(f"/v2/faces/{DEFAULT_REPLICA_ID}"))
+    assert "the default face" in await refused(await api.delete(f"/v2/faces/{DEFAULT_REPLICA_ID}"), 409)
     # the older routes keep the older words
     assert "persona_id 'p0000' not found" in await refused(await api.get("/v2/personas/p0000"), 404)
 
