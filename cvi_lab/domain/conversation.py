@@ -15,6 +15,7 @@ from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
 ConversationStatus = Literal["active", "ended"]
+MIN_PARTICIPANTS = 2  # the replica and one person
 
 
 class ShutdownReason:
@@ -76,7 +77,8 @@ class ConversationCreate(Aliased, RequestModel):
     custom_greeting: Text = DEFAULT_GREETING
     test_mode: bool = False
     require_auth: bool = False
-    max_participants: Int | None = Field(None, ge=2, json_schema_extra={"maximum": limit_ref("max_participants")})
+    max_participants: Int | None = Field(None, json_schema_extra={"minimum": MIN_PARTICIPANTS,
+                                                                  "maximum": limit_ref("max_participants")})
     properties: ConversationProperties = Field(default_factory=ConversationProperties)
     # the resolution rules (domain/resolution.py) need at least one of them
     SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}
@@ -86,6 +88,8 @@ class ConversationCreate(Aliased, RequestModel):
     @classmethod
     def _participants_cap(cls, value: int | None, info: ValidationInfo) -> int | None:
         cap = limit(info, "max_participants")
+        if value is not None and value < MIN_PARTICIPANTS:
+            raise ValueError(f"{value} is not accepted: it must be greater than or equal to {MIN_PARTICIPANTS} (the replica counts as one)")
         if value is not None and value > cap:
             raise ValueError(f"{value} is more than the {cap} accepted (2..{cap}, the replica counts as one)")
         return value

@@ -1,7 +1,7 @@
 """The two vocabularies of the hosted API (SPEC §5): persona/replica (the older one) and PAL/face (today's).
 
 Why one module: every route speaks both, so the name pairs live here once. Request bodies accept either name of a
-field (`Aliased` models merge them before validation, refusing two different values); each route answers in its
+field (`Aliased` models merge them before validation, refusing both at once); each route answers in its
 own vocabulary (`Vocabulary.present`); conversation records carry both id pairs.
 """
 
@@ -20,7 +20,8 @@ CONVERSATION_NAMES = (("persona_id", "pal_id"), ("replica_id", "face_id"))
 
 
 def merge_aliases(data: Any, pairs: tuple[tuple[str, str], ...]) -> Any:
-    """Move each today's-name key onto the older name; a null counts as not given; two different values: refused."""
+    """Move each today's-name key onto the older name; a null counts as not given; both names given: refused
+    (even with one value: the schema can only say "one of them", and the server does exactly what it says)."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
@@ -30,9 +31,9 @@ def merge_aliases(data: Any, pairs: tuple[tuple[str, str], ...]) -> Any:
         value = data.pop(new)
         if value is None:
             continue
-        if data.get(old) is not None and data[old] != value:
-            raise ValueError(f"{old} and {new} name the same field and were given different values "
-                             f"({data[old]!r} and {value!r}); give one of them, or the same value in both")
+        if data.get(old) is not None:
+            raise ValueError(f"{old} and {new} name the same field ({new} is today's name); give one of them, "
+                             f"not both (got {data[old]!r} and {value!r})")
         data[old] = value
     return data
 
@@ -53,7 +54,7 @@ class Aliased(BaseModel):
 
     @classmethod
     def schema_rules(cls) -> list[dict[str, Any]]:
-        """In the schema: not both names of a field (the server also takes both with one same value)."""
+        """In the schema: not both names of a field."""
         given = {"not": {"type": "null"}}
         return [*super().schema_rules(),  # type: ignore[misc]
                 *({"not": {"required": [old, new], "properties": {old: given, new: given}}} for old, new in cls._pairs())]
