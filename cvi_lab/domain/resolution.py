@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from cvi_lab.domain.errors import InvalidInput, NotFound
+from cvi_lab.domain.errors import Conflict, InvalidInput, NotFound
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID
 from cvi_lab.domain.persona import SERVED_TRANSPORTS, transport_of
 
@@ -42,7 +42,7 @@ def resolve_persona_replica(
         if not replica_id:
             raise InvalidInput(
                 f"persona (PAL) {persona['persona_id']!r} has no default_replica_id (default_face_id); give a "
-                "replica_id (face_id)", field="replica_id"
+                "replica_id (face_id)", field="persona.default_replica_id"
             )
         field = "persona.default_replica_id"
     else:
@@ -52,7 +52,7 @@ def resolve_persona_replica(
         raise NotFound(f"replica_id (face_id) {replica_id!r} not found", field=field)
     if replica.get("status") != "completed":
         detail = f": {replica['error_message']}" if replica.get("error_message") else ""
-        raise InvalidInput(
+        raise Conflict(  # the replica's build decides, not the request
             f"replica {replica_id!r} is not ready (status {replica.get('status')!r}{detail}); "
             "a replica with status 'completed' is accepted",
             field=field,

@@ -104,7 +104,7 @@ async def test_replica_build_errors_are_reported(api, tmp_path):
     failed = await wait_status(api, rid)
     assert failed["status"] == "error" and "no face found" in failed["error_message"]
     resp = await api.post("/v2/conversations", json={"replica_id": rid})
-    assert resp.status == 400 and "not ready" in (await resp.json())["error"]
+    assert resp.status == 409 and "not ready" in (await resp.json())["error"]
     resp = await api.post("/v2/replicas", json={"train_video_url": str(tmp_path / "missing.mp4")})
     assert resp.status == 404 and (await resp.json())["field"] == "train_video_url"
     resp = await api.post("/v2/replicas", json={"train_video_url": "gopher://x/y"})
