@@ -18,9 +18,13 @@ from tests.helpers.config import make_cfg
 KEY = "fuzz-key"
 ROOT = str(Path(__file__).resolve().parents[2])  # the hooks module is tests.api.fuzz_hooks
 EXAMPLES = 25  # per operation and phase: enough to cover every field's bounds, small enough for a 2-core CI
-# The one loosening, held tight by tests/api/fuzz_hooks.py (see there why).
+# 413 (a body over server.limits.max_body_bytes, which no schema can bound) is a rejection too; a 5xx never is.
+# The one loosening, held tight by tests/api/fuzz_hooks.py (see there why): the spec's state-decided 400s.
 CONFIG = """
 hooks = "tests.api.fuzz_hooks"
+
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 
 [[operations]]
 include-name = "POST /v2/conversations"
@@ -40,10 +44,9 @@ async def test_the_server_does_what_its_openapi_document_says(tmp_path):
             "--checks", "all", "--mode", "all", "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", str(EXAMPLES), "--seed", "20260", "--generation-deterministic", "--workers", "1",
             "--header", f"x-api-key: {KEY}", "--no-color", "--continue-on-failure",
-            "--report-dir", str(tmp_path / "report"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}, cwd=tmp_path)
         out, _ = await proc.communicate()
-        report = out.decode(errors="replace")
-        assert proc.returncode == 0, report[-20000:]
+        report = "\n".join(line[:400] for line in out.decode(errors="replace").splitlines())
+        assert proc.returncode == 0, report[-30000:]
         assert server.app["stats"]["internal_errors"] == 0
