@@ -51,4 +51,5 @@ async def test_the_server_does_what_its_openapi_document_says(tmp_path):
         out, _ = await proc.communicate()
         report = "\n".join(line[:400] for line in out.decode(errors="replace").splitlines())
         assert proc.returncode == 0, report[-30000:]
+        print(report[report.rfind("SUMMARY"):])  # operations, phases, cases generated (shown with -s / -rP)
         assert server.app["stats"]["internal_errors"] == 0
