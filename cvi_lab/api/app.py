@@ -102,7 +102,7 @@ def create_app(
     replica_service = ReplicaService(store, server, webhooks, clock)
     manager = ConversationManager(store, cfg, clock=clock, webhooks=webhooks, replicas=replica_service,
                                   base_url=base_url(server))
-    spec = build_openapi(ROUTES)
+    spec = build_openapi(ROUTES, dict(server["limits"]), manager.languages.supported())
     with warnings.catch_warnings():  # later layers reach the services by plain string keys: keep that simple
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app.update(cfg=settings, settings=settings, full_cfg=cfg, clock=clock, store=store, webhooks=webhooks,

@@ -49,7 +49,14 @@ async def delete(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("POST", "/v2/conversations", create, "Create a conversation (starts the call at once)", "conversations",
-          request=ConversationCreate, response=ConversationCreated),
+          request=ConversationCreate, response=ConversationCreated,
+          errors={400: "bad input (the message names the field and what is accepted); also, decided by the stored "
+                       "records (SPEC §1, §5): a persona without default_replica_id and no replica given (field "
+                       "persona.default_replica_id), a persona whose layers.transport is not one this server "
+                       "provides (field layers.transport.transport_type)",
+                  409: "the replica is not built yet, or its build failed (status not 'completed')",
+                  429: "all concurrency spots are taken (User has reached maximum concurrent conversations)",
+                  503: "the server is shutting down, or the call could not start"}),
     Route("GET", "/v2/conversations", list_, "List conversations", "conversations", response=Conversation,
           list_of=True, query=[*PAGING, Query("status", "string", "filter by status", None, ("active", "ended"))]),
     Route("GET", "/v2/conversations/{conversation_id}", get, "Get a conversation", "conversations",

@@ -24,11 +24,12 @@ _REASONS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "met
             409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
 
 
-def error_response(status: int, message: str, field: str | None = None) -> web.Response:
+def error_response(status: int, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
     body: dict[str, Any] = {"error": message, "message": message, "status": status}
     if field:
         body["field"] = field
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 class ApiError(DomainError):
@@ -120,7 +121,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(413, f"the request body is larger than the {limit} bytes accepted")
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
-        return error_response(405, f"method {request.method} is not allowed on {request.path}; allowed: {allowed}")
+        return error_response(405, f"method {request.method} is not allowed on {request.path}; allowed: {allowed}",
+                              headers={"Allow": allowed})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -9,6 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from cvi_lab.api.errors import ApiError
+from cvi_lab.domain.errors import DomainError
+from cvi_lab.domain.vocabulary import Vocabulary
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -20,6 +22,8 @@ class Query:
     description: str
     default: Any = None
     enum: tuple[str, ...] | None = None
+    minimum: int | None = None
+    maximum: int | str | None = None  # a number, or a key of server.limits
 
 
 @dataclass
@@ -34,12 +38,38 @@ class Route:
     list_of: bool = False  # response is {"data": [response], "total_count"}
     status: int = 200
     query: list[Query] = field(default_factory=list)
+    path_schemas: dict[str, dict] = field(default_factory=dict)  # path parameter -> its JSON schema (default: string)
+    errors: dict[int, str] = field(default_factory=dict)  # route-specific error statuses -> when
+
+
+def speaking(vocabulary: Vocabulary, handler: Callable[[web.Request, Vocabulary], Awaitable[web.StreamResponse]]) -> Handler:
+    """`handler` bound to one vocabulary; its refusals are reworded in that vocabulary's field names."""
+
+    async def bound(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request, vocabulary)
+        except DomainError as exc:
+            exc.message, exc.field = vocabulary.say(exc.message), vocabulary.say(exc.field)
+            raise
+
+    bound.__name__ = f"{handler.__name__}_{vocabulary.collection}"
+    return bound
+
+
+def _one(request: web.Request, name: str) -> str | None:
+    """The query parameter's value; given more than once (an array where one value is documented) is refused."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(400, f"query parameter {name} is given {len(values)} times; give it once", name)
+    return values[0] if values else None
 
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = _one(request, name)
+    if raw is None:
         return default
+    if not raw.isascii() or not raw.lstrip("-").isdigit():
+        raise ApiError(400, f"query parameter {name}={raw[:40]!r} is not an integer; accepted: {lo}..{hi}", name)
     try:
         value = int(raw)
     except ValueError:
@@ -50,24 +80,30 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
 
 
 def query_bool(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name, "false").lower()
-    if raw not in ("true", "false", "1", "0", ""):
+    raw = _one(request, name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
         raise ApiError(400, f"query parameter {name}={raw[:40]!r} is not accepted; accepted: true, false", name)
-    return raw in ("true", "1")
+    return raw == "true"
 
 
 def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
+    raw = _one(request, name)
+    if raw is None:
         return None
     if raw not in choices:
         raise ApiError(400, f"query parameter {name}={raw[:40]!r} is not accepted; accepted: {', '.join(choices)}", name)
     return raw
 
 
+MAX_PAGE = 10**9
+PAGING = [Query("limit", "integer", "page size", 10, minimum=1, maximum="max_page_size"),
+          Query("page", "integer", "1-based page number", 1, minimum=1, maximum=MAX_PAGE)]
+
+
 def paging(request: web.Request) -> tuple[int, int]:
-    max_page = int(request.app["settings"]["server"]["limits"].get("max_page_size", 100))
-    return query_int(request, "limit", 10, 1, max_page), query_int(request, "page", 1, 1, 10**9)
-
-
-PAGING = [Query("limit", "integer", "page size", 10), Query("page", "integer", "1-based page number", 1)]
+    max_page = int(request.app["settings"]["server"]["limits"]["max_page_size"])
+    limit, page = PAGING
+    return (query_int(request, "limit", limit.default, 1, max_page),
+            query_int(request, "page", page.default, 1, MAX_PAGE))

@@ -20,7 +20,7 @@ import aiohttp
 
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock
-from cvi_lab.domain.errors import InvalidInput, NotFound
+from cvi_lab.domain.errors import Conflict, InvalidInput, NotFound
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID, REPLICA, new_id
 from cvi_lab.domain.replica import ReplicaCreate, progress_text
 from cvi_lab.domain.timefmt import iso
@@ -77,7 +77,7 @@ class ReplicaService:
             raise InvalidInput("train_video_url is empty; give a local path, file:// or http(s) URL", "train_video_url")
         path = local_source(source)
         if path is not None and not path.is_file():
-            raise InvalidInput(f"train_video_url: no file at {str(path)[:200]!r}", field="train_video_url")
+            raise NotFound(f"train_video_url: no file at {str(path)[:200]!r}", field="train_video_url")
         replica_id = new_id(REPLICA)
         record = self.store.insert_replica(replica_id, {
             "replica_name": req.replica_name or f"replica {replica_id}", "status": "started",
@@ -90,7 +90,7 @@ class ReplicaService:
 
     async def delete(self, replica_id: str) -> None:
         if replica_id == DEFAULT_REPLICA_ID:
-            raise InvalidInput(f"the default replica {replica_id!r} cannot be deleted", field="replica_id")
+            raise Conflict(f"the default replica {replica_id!r} cannot be deleted", field="replica_id")
         if not self.store.delete_replica(replica_id):
             raise NotFound(f"replica_id {replica_id!r} not found", field="replica_id")
         await asyncio.to_thread(shutil.rmtree, self.out_dir(replica_id), True)

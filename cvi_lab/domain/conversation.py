@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text, limit
+from cvi_lab.domain.validation import HttpUrl, Id, Int, Name, RequestModel, Text, limit, limit_ref
+from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
 ConversationStatus = Literal["active", "ended"]
+MIN_PARTICIPANTS = 2  # the replica and one person
 
 
 class ShutdownReason:
@@ -30,11 +32,15 @@ class ShutdownReason:
     RUNTIME_ERROR = "exception_encountered_during_conversation"
 
 
+# The languages `properties.language` accepts: the language table's names (filled in by the OpenAPI document).
+LANGUAGES_REF = "$languages"
+
+
 class ConversationProperties(RequestModel):
-    max_call_duration: int = Field(3600, gt=0)
-    participant_left_timeout: int = Field(0, ge=0)
-    participant_absent_timeout: int = Field(300, gt=0)
-    language: Name = "english"
+    max_call_duration: Int = Field(3600, gt=0, json_schema_extra={"maximum": limit_ref("max_call_duration_s")})
+    participant_left_timeout: Int = Field(0, ge=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
+    participant_absent_timeout: Int = Field(300, gt=0, json_schema_extra={"maximum": limit_ref("max_timeout_s")})
+    language: Name = Field("english", json_schema_extra={"enum": LANGUAGES_REF})
     apply_greenscreen: bool = False
     enable_recording: bool = False
     enable_closed_captions: bool = False
@@ -56,24 +62,34 @@ class ConversationProperties(RequestModel):
         return value
 
 
-class ConversationCreate(RequestModel):
-    """POST /v2/conversations body."""
+class ConversationCreate(Aliased, RequestModel):
+    """POST /v2/conversations body; `pal_id`/`face_id` are today's names of `persona_id`/`replica_id`."""
 
-    replica_id: Name | None = None
-    persona_id: Name | None = None
+    NAMES = CONVERSATION_NAMES
+
+    replica_id: Id | None = Field(None, description="≡ face_id")
+    persona_id: Id | None = Field(None, description="≡ pal_id")
+    face_id: Id | None = Field(None, description="≡ replica_id (today's name)")
+    pal_id: Id | None = Field(None, description="≡ persona_id (today's name)")
     callback_url: HttpUrl | None = None
     conversation_name: Name | None = None
     conversational_context: Text | None = None
     custom_greeting: Text = DEFAULT_GREETING
     test_mode: bool = False
     require_auth: bool = False
-    max_participants: int | None = Field(None, ge=2)
+    max_participants: Int | None = Field(None, json_schema_extra={"minimum": MIN_PARTICIPANTS,
+                                                                  "maximum": limit_ref("max_participants")})
     properties: ConversationProperties = Field(default_factory=ConversationProperties)
+    # the resolution rules (domain/resolution.py) need at least one of them
+    SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}
+                               for k in ("persona_id", "replica_id", "pal_id", "face_id")]}]
 
     @field_validator("max_participants")
     @classmethod
     def _participants_cap(cls, value: int | None, info: ValidationInfo) -> int | None:
         cap = limit(info, "max_participants")
+        if value is not None and value < MIN_PARTICIPANTS:
+            raise ValueError(f"{value} is not accepted: it must be greater than or equal to {MIN_PARTICIPANTS} (the replica counts as one)")
         if value is not None and value > cap:
             raise ValueError(f"{value} is more than the {cap} accepted (2..{cap}, the replica counts as one)")
         return value
@@ -86,15 +102,29 @@ class ConversationEvent(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-class Conversation(BaseModel):
+class BothIdPairs(BaseModel):
+    """A conversation record names its persona and replica in both vocabularies (SPEC §5)."""
+
+    replica_id: str
+    persona_id: str
+    face_id: str = Field(description="= replica_id")
+    pal_id: str = Field(description="= persona_id")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _today_names(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "face_id": data.get("replica_id"), "pal_id": data.get("persona_id")}
+        return data
+
+
+class Conversation(BothIdPairs):
     """A stored conversation as GET returns it (`events` only with verbose=true)."""
 
     conversation_id: str
     conversation_name: str
     status: ConversationStatus
     conversation_url: str
-    replica_id: str
-    persona_id: str
     callback_url: str | None = None
     conversational_context: str | None = None
     custom_greeting: str = DEFAULT_GREETING
@@ -119,15 +149,13 @@ class TurnRecord(BaseModel):
     created_at: str
 
 
-class ConversationCreated(BaseModel):
+class ConversationCreated(BothIdPairs):
     """POST /v2/conversations response (the hosted fields, plus `meeting_token` with require_auth)."""
 
     conversation_id: str
     conversation_name: str
     status: ConversationStatus
     conversation_url: str
-    replica_id: str
-    persona_id: str
     callback_url: str | None = None
     created_at: str
     meeting_token: str | None = None

@@ -7,18 +7,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID
-from cvi_lab.domain.validation import HttpUrl, Name, OpenSection, RequestModel, Text
+from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Id, Name, OpenSection, RequestModel, Text, not_blank
+from cvi_lab.domain.vocabulary import PALS, PERSONA_NAMES, Aliased, renamed_model
 
 Sensitivity = Literal["superlow", "verylow", "low", "medium", "high"]
 Level = Literal["low", "medium", "high"]
 PipelineMode = Literal["full", "echo"]
 
 
+# One tool as `_openai_tools` checks it (the schema states the same).
+TOOL_SCHEMA = {"type": "object", "required": ["type", "function"], "properties": {
+    "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}
+
+
 class LLMLayer(OpenSection):
     model: Name | None = None
     base_url: HttpUrl | None = None  # an OpenAI-compatible streaming /chat/completions endpoint
     api_key: Name | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, json_schema_extra={"items": TOOL_SCHEMA})
 
     @field_validator("tools")
     @classmethod
@@ -56,27 +63,47 @@ class AvatarLayer(OpenSection):
     """Our own layer: renderer choice and its settings (the avatar config group: cvi_lab/conf/avatar/*)."""
 
 
+# The transports this server provides (SPEC §5: ours is WebRTC, the meeting page and the data channel).
+SERVED_TRANSPORTS = ("webrtc",)
+
+
+class TransportLayer(RequestModel):
+    """How the call is carried. Any transport may be stored (a PAL written for another host keeps its own, e.g.
+    `livekit`); a conversation is started only on one of `SERVED_TRANSPORTS`."""
+
+    transport_type: Name = SERVED_TRANSPORTS[0]
+
+
 class Layers(RequestModel):
     llm: LLMLayer | None = None
     tts: TTSLayer | None = None
     stt: STTLayer | None = None
     conversational_flow: ConversationalFlowLayer | None = None
     avatar: AvatarLayer | None = None
+    transport: TransportLayer | None = None
 
 
-class PersonaCreate(RequestModel):
-    """POST /v2/personas body; also the document a PATCH edits."""
+class PersonaCreate(Aliased, RequestModel):
+    """POST /v2/personas (and /v2/pals) body; also the document a PATCH edits. Either name of a field is taken."""
 
-    persona_name: Name | None = None
+    NAMES = PERSONA_NAMES
+
+    persona_name: Name | None = Field(None, description="≡ pal_name")
     system_prompt: Text | None = None
     context: Text | None = None
-    default_replica_id: Name | None = None
+    default_replica_id: Id | None = Field(None, description="≡ default_face_id")
     pipeline_mode: PipelineMode = "full"
     layers: Layers = Field(default_factory=Layers)
+    pal_name: Name | None = Field(None, description="≡ persona_name (today's name)")
+    default_face_id: Id | None = Field(None, description="≡ default_replica_id (today's name)")
+    SCHEMA_RULES = [{  # full mode (the default) needs a system prompt that is not blank
+        "if": {"properties": {"pipeline_mode": {"enum": ["full", None]}}},
+        "then": {"required": ["system_prompt"], "properties": {"system_prompt": {"type": "string", "pattern": NOT_BLANK}}},
+    }]
 
     @model_validator(mode="after")
     def _prompt_in_full_mode(self) -> "PersonaCreate":
-        if self.pipeline_mode == "full" and not (self.system_prompt or "").strip():
+        if self.pipeline_mode == "full" and not not_blank(self.system_prompt):
             raise ValueError("system_prompt is required when pipeline_mode is 'full' (use 'echo' to go without one)")
         return self
 
@@ -92,7 +119,7 @@ class PersonaCreate(RequestModel):
         }
 
 
-EDITABLE_FIELDS = tuple(PersonaCreate.model_fields)
+EDITABLE_FIELDS = ("persona_name", "system_prompt", "context", "default_replica_id", "pipeline_mode", "layers")
 
 
 class Persona(BaseModel):
@@ -107,6 +134,14 @@ class Persona(BaseModel):
     layers: dict[str, Any] = Field(default_factory=dict)
     created_at: str
     updated_at: str
+
+
+Pal = renamed_model(Persona, "Pal", PALS, "A stored PAL (a persona under today's name) as /v2/pals returns it.")
+
+
+def transport_of(persona: dict[str, Any]) -> str:
+    """The transport a stored persona's calls need."""
+    return str(((persona.get("layers") or {}).get("transport") or {}).get("transport_type") or SERVED_TRANSPORTS[0])
 
 
 DEFAULT_PERSONA: dict[str, Any] = {

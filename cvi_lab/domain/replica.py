@@ -4,20 +4,32 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
-from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text
+from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Name, RequestModel, Text
+from cvi_lab.domain.vocabulary import FACES, REPLICA_NAMES, Aliased, renamed_model
 
 ReplicaStatus = Literal["started", "completed", "error"]
 
 BUILTIN_SOURCE = "builtin:astronaut"
+# What `train_video_url` accepts: not blank, and no URL scheme other than http(s)/file/builtin (cvi_lab/calls/replicas.py).
+SOURCE_SCHEMA = {"pattern": NOT_BLANK, "anyOf": [
+    {"not": {"pattern": r"^[ \t\n\r\f\v]*[A-Za-z][A-Za-z0-9+.-]+:"}},
+    {"pattern": r"^[ \t\n\r\f\v]*([Hh][Tt][Tt][Pp][Ss]?|[Ff][Ii][Ll][Ee]):"},
+    {"pattern": r"^[ \t\n\r\f\v]*builtin:"}]}
 
 
-class ReplicaCreate(RequestModel):
-    replica_name: Name | None = None
-    train_video_url: Text  # a local path, file:// URL or http(s) URL of a face video or image
+class ReplicaCreate(Aliased, RequestModel):
+    """POST /v2/replicas (and /v2/faces) body; either name of the name field is taken."""
+
+    NAMES = REPLICA_NAMES
+
+    replica_name: Name | None = Field(None, description="≡ face_name")
+    # a local path, file:// URL or http(s) URL of a face video or image (a path that names no file: 404)
+    train_video_url: Text = Field(json_schema_extra=SOURCE_SCHEMA)
     callback_url: HttpUrl | None = None
+    face_name: Name | None = Field(None, description="≡ replica_name (today's name)")
 
 
 class Replica(BaseModel):
@@ -30,6 +42,9 @@ class Replica(BaseModel):
     callback_url: str | None = None
     created_at: str
     updated_at: str
+
+
+Face = renamed_model(Replica, "Face", FACES, "A stored face (a replica under today's name) as /v2/faces returns it.")
 
 
 def progress_text(percent: int) -> str:

@@ -88,7 +88,6 @@ PERSONA_CASES = [
     ({"system_prompt": "x", "layers": {"stt": {"smart_turn_detection": "yes"}}}, "smart_turn_detection"),
     ({"system_prompt": "x", "layers": "all"}, "layers"),
     ({"system_prompt": MB}, "system_prompt: is 1048576 characters long; at most 100000"),
-    ({"system_prompt": "x", "default_replica_id": "r0000"}, "'r0000' is not a known replica"),
 ]
 
 
@@ -105,7 +104,6 @@ REPLICA_CASES = [
     ({"train_video_url": 3}, "train_video_url: Input should be a valid string"),
     ({"train_video_url": "builtin:astronaut", "shape": "round"}, "unknown field 'shape'"),
     ({"train_video_url": "  "}, "train_video_url is empty"),
-    ({"train_video_url": "/nope/face.mp4"}, "no file at"),
     ({"train_video_url": "https://x/y.mp4", "callback_url": "mailto:a@b"}, "callback_url"),
     ({"train_video_url": MB}, "at most 100000"),
 ]
@@ -116,6 +114,17 @@ async def test_replica_create_bad_input(api, body, words):
     resp = await api.post("/v2/replicas", json=body)
     err = await resp.json()
     assert resp.status == 400 and words in err["error"], err
+
+
+@pytest.mark.parametrize("path,body,words", [
+    ("/v2/personas", {"system_prompt": "x", "default_replica_id": "r0000"}, "'r0000' is not a known replica"),
+    ("/v2/replicas", {"train_video_url": "/nope/face.mp4"}, "no file at"),
+])
+async def test_a_body_naming_what_does_not_exist_is_404(api, path, body, words):
+    """What the body names (a replica, a file) is not there: 404, as for an unknown id in the path."""
+    resp = await api.post(path, json=body)
+    err = await resp.json()
+    assert resp.status == 404 and words in err["error"], err
 
 
 @pytest.mark.parametrize("path", ["/v2/conversations/c0000000", "/v2/conversations/%20x",

@@ -20,7 +20,7 @@ async def test_create_get_end_delete(api, clock):
     cid = created["conversation_id"]
     assert is_id(cid, "c")
     assert set(created) == {"conversation_id", "conversation_name", "status", "conversation_url", "replica_id",
-                            "persona_id", "callback_url", "created_at", "meeting_token"}
+                            "persona_id", "face_id", "pal_id", "callback_url", "created_at", "meeting_token"}
     assert created["status"] == "active" and created["meeting_token"] is None
     assert created["replica_id"] == DEFAULT_REPLICA_ID and created["conversation_name"] == "demo"
     assert created["conversation_url"] == f"http://127.0.0.1:8765/meet/{cid}"
@@ -104,12 +104,16 @@ async def test_api_only_app_has_no_meeting_page_and_documents_its_routes(api):
                 ("post", "/v2/personas"), ("get", "/v2/personas"), ("get", "/v2/personas/{persona_id}"),
                 ("patch", "/v2/personas/{persona_id}"), ("delete", "/v2/personas/{persona_id}"),
                 ("post", "/v2/replicas"), ("get", "/v2/replicas"), ("get", "/v2/replicas/{replica_id}"),
-                ("delete", "/v2/replicas/{replica_id}")}
+                ("delete", "/v2/replicas/{replica_id}"),
+                ("post", "/v2/pals"), ("get", "/v2/pals"), ("get", "/v2/pals/{pal_id}"),
+                ("patch", "/v2/pals/{pal_id}"), ("delete", "/v2/pals/{pal_id}"),
+                ("post", "/v2/faces"), ("get", "/v2/faces"), ("get", "/v2/faces/{face_id}"),
+                ("delete", "/v2/faces/{face_id}")}
     got = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert got == expected
     schemas = spec["components"]["schemas"]
     for name in ("ConversationCreate", "ConversationProperties", "Conversation", "TurnRecord", "PersonaCreate", "Persona",
-                 "Layers", "ReplicaCreate", "Replica", "Error"):
+                 "Layers", "ReplicaCreate", "Replica", "Pal", "Face", "Error"):
         assert name in schemas, name
     props = schemas["ConversationProperties"]["properties"]
     assert props["max_call_duration"]["default"] == 3600 and props["participant_absent_timeout"]["default"] == 300

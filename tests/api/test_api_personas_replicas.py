@@ -33,17 +33,27 @@ async def test_persona_crud_and_json_patch(api):
         ([{"op": "replace", "path": "/persona_id", "value": "p1"}], "cannot be applied"),
         ([{"op": "add", "path": "/colour", "value": "red"}], "unknown field 'colour'"),
         ([{"op": "replace", "path": "/pipeline_mode", "value": "half"}], "pipeline_mode"),
-        ([{"op": "remove", "path": "/system_prompt"}], "system_prompt is required"),
         ([{"op": "jump", "path": "/x"}], "cannot be applied"),
-        ([{"op": "test", "path": "/persona_name", "value": "Bob"}], "cannot be applied"),
+        ([{"op": "add", "path": "/system_prompt", "value": {}}], "system_prompt: Input should be a valid string"),
+        ([{"op": "add", "path": "/context", "value": "c", "from": "/x"}], "does not take from"),
+        ([{"op": "replace", "path": "/persona_name"}], "needs value"),
         ({"system_prompt": "x"}, "JSON Patch"),
         ([], "empty"),
-        ([{"op": "add", "path": "/default_replica_id", "value": "r999999"}], "not a known replica"),
     ]
     for ops, words in bad_patches:
         resp = await api.patch(f"/v2/personas/{pid}", json=ops)
         body = await resp.json()
         assert resp.status == 400 and words in body["error"], (ops, body)
+    # well formed, but the stored record decides: a conflict (RFC 5789), or a replica that is not there
+    for ops, status, words in [
+        ([{"op": "remove", "path": "/system_prompt"}], 409, "system_prompt is required"),
+        ([{"op": "test", "path": "/persona_name", "value": "Bob"}], 409, "cannot be applied"),
+        ([{"op": "add", "path": "/layers/stt/participant_pause_sensitivity", "value": "max"}], 409, "superlow"),
+        ([{"op": "add", "path": "/default_replica_id", "value": "r999999"}], 404, "not a known replica"),
+    ]:
+        resp = await api.patch(f"/v2/personas/{pid}", json=ops)
+        body = await resp.json()
+        assert resp.status == status and words in body["error"], (ops, body)
     assert (await (await api.get(f"/v2/personas/{pid}")).json()) == patched  # nothing lost
 
     listing = await (await api.get("/v2/personas", params={"limit": "1"})).json()
@@ -52,7 +62,7 @@ async def test_persona_crud_and_json_patch(api):
     assert (await api.get(f"/v2/personas/{pid}")).status == 404
     assert (await api.patch(f"/v2/personas/{pid}", json=patch)).status == 404
     resp = await api.delete(f"/v2/personas/{DEFAULT_PERSONA_ID}")
-    assert resp.status == 400 and "default persona" in (await resp.json())["error"]
+    assert resp.status == 409 and "default persona" in (await resp.json())["error"]
 
 
 async def test_echo_persona_needs_no_prompt(api):
@@ -84,7 +94,7 @@ async def test_replica_build_from_a_local_file_and_delete(api, tmp_path):
     assert listing["total_count"] == 2 and {r["replica_id"] for r in listing["data"]} == {rid, DEFAULT_REPLICA_ID}
     assert (await api.delete(f"/v2/replicas/{rid}")).status == 204
     assert not out.exists() and (await api.get(f"/v2/replicas/{rid}")).status == 404
-    assert (await api.delete(f"/v2/replicas/{DEFAULT_REPLICA_ID}")).status == 400
+    assert (await api.delete(f"/v2/replicas/{DEFAULT_REPLICA_ID}")).status == 409
 
 
 async def test_replica_build_errors_are_reported(api, tmp_path):
@@ -94,9 +104,9 @@ async def test_replica_build_errors_are_reported(api, tmp_path):
     failed = await wait_status(api, rid)
     assert failed["status"] == "error" and "no face found" in failed["error_message"]
     resp = await api.post("/v2/conversations", json={"replica_id": rid})
-    assert resp.status == 400 and "not ready" in (await resp.json())["error"]
+    assert resp.status == 409 and "not ready" in (await resp.json())["error"]
     resp = await api.post("/v2/replicas", json={"train_video_url": str(tmp_path / "missing.mp4")})
-    assert resp.status == 400 and (await resp.json())["field"] == "train_video_url"
+    assert resp.status == 404 and (await resp.json())["field"] == "train_video_url"
     resp = await api.post("/v2/replicas", json={"train_video_url": "gopher://x/y"})
     assert resp.status == 400 and "scheme" in (await resp.json())["error"]
 

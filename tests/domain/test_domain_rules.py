@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from cvi_lab.domain.conversation import DEFAULT_GREETING, ConversationCreate
-from cvi_lab.domain.errors import InvalidInput, NotFound
+from cvi_lab.domain.errors import Conflict, InvalidInput, NotFound
 from cvi_lab.domain.ids import CONVERSATION, DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID, is_id, new_id
 from cvi_lab.domain.persona import DEFAULT_PERSONA, PersonaCreate
 from cvi_lab.domain.resolution import resolve_persona_replica
@@ -75,7 +75,7 @@ def test_resolution_rules():
         resolve("p9", "r1")
     with pytest.raises(NotFound, match="'r9'"):
         resolve("p1", "r9")
-    with pytest.raises(InvalidInput, match="not ready.*no face found"):
+    with pytest.raises(Conflict, match="not ready.*no face found"):
         resolve("p1", "r3")
 
 
