@@ -170,6 +170,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
 def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
     """Per-utterance results: user/replica utterance events matched to each `Say` by arrival time."""
     from cvi_lab.audio import rms_dbfs
+    from cvi_lab.lab.turn_metrics import observe
 
     says = {s["label"]: s for s in res.says}
     latencies = dict(zip((s["label"] for s in res.says), res.response_latencies()))
@@ -197,8 +198,9 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
                 apply_engine_record(t, records[tid])
         if latencies.get(utt.uid) is not None:
             t.response_latency_s = latencies[utt.uid]  # as the participant hears it
-        if not users:
+        if not users and utt.expect.take_turn:
             t.error = t.error or "the replica did not take this turn"
+        observe(t, utt, say["start"] + lead_s, say["speech_end"], end, res.events, len(users))
         if utt.barge_in_after_s is not None:
             t.barge_in = True
             t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)

@@ -178,6 +178,7 @@ def apply_engine_record(t: TurnResult, m: dict) -> None:
         if a is not None and b is not None:
             spans.append((name, a, b))
     t.spans = spans
+    t.end_of_turn_s = decision
     stages = {"vad_delay_s": s("vad_delay_ms"), "asr_s": None if asr_s is None else float(asr_s),
               "turn_s": (decision - vad) if decision is not None and vad is not None else None,
               "llm_ttfb_s": s("llm_ttft_ms"),
