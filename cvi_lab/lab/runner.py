@@ -56,6 +56,10 @@ def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
         asyncio.run(add_intelligibility(cfg, result))
     if cfg.metrics.lipsync:
         add_lipsync(result)
+    if cfg.metrics.judge:
+        from cvi_lab.lab.judge import add_judge
+
+        asyncio.run(add_judge(cfg, result.turns, result.extra_metrics))
     return result
 
 
