@@ -128,7 +128,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
     spec = ConversationSpec(conversation_id=f"lab-{script.id}", system_prompt=DEFAULT_PERSONA.get("system_prompt") or "",
                             persona_context=DEFAULT_PERSONA.get("context") or "",
                             conversational_context=script.context or "")
-    engine = await create_engine(cfg, spec, layers=stage_layers(choices), pool=pool, seed=int(cfg.seed),
+    engine = await create_engine(cfg, spec, layers=stage_layers(choices, cfg.participant), pool=pool, seed=int(cfg.seed),
                                  language=script.language or str(cfg.participant.language))
     images: list[np.ndarray] = []
     frame_audio: list[np.ndarray] = []

@@ -70,14 +70,19 @@ def participant_audio(cfg: Any, data: Dataset, utt) -> np.ndarray:
     return np.concatenate([lead, data.audio(utt), trail])
 
 
-def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
+def stage_layers(choices: dict[str, str], participant: Any = None) -> dict[str, dict]:
     """Persona layers that pin the swept ASR/TTS choice: the engine's language route would otherwise pick
-    its own per-language ASR/TTS (languages/default.yaml), silently ignoring `asr=...`/`tts=...` overrides."""
+    its own per-language ASR/TTS (languages/default.yaml), silently ignoring `asr=...`/`tts=...` overrides.
+    With `participant` (the config node), its sensitivity words become the persona's stt layer words, so a
+    sweep sets them as a customer would (participant_pause_sensitivity=high)."""
     layers: dict[str, dict] = {}
     if choices.get("asr"):
         layers["stt"] = {"stt_engine": choices["asr"]}
     if choices.get("tts"):
         layers["tts"] = {"tts_engine": choices["tts"]}
+    for key in ("pause_sensitivity", "interrupt_sensitivity"):
+        if participant is not None and participant[key] is not None:
+            layers.setdefault("stt", {})[f"participant_{key}"] = str(participant[key])
     return layers
 
 
