@@ -154,6 +154,12 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
     result.events += [{"script": script.id, **e} for e in res.events]
     result.extra_metrics["loop_lag_max_ms"] = max(result.extra_metrics.get("loop_lag_max_ms", 0.0), res.loop_lag_max_ms)
     _collect(script, res, result, float(cfg.participant.lead_silence_s) / float(cfg.participant.speed))
+    if script is data.scripts[0] and cfg.metrics.turn_views:  # per-turn pictures of the first call
+        from cvi_lab.lab.turn_view import call_views
+
+        fed = {u.uid: participant_audio(cfg, data, u) for u in script.utterances}
+        result.artifacts += call_views(result.turns[-len(script.utterances):], res, fed, float(cfg.participant.speed),
+                                       out_dir, int(cfg.metrics.turn_views))
     if record and images:
         rate = res.audio_rate or 22_050
         result.frames.append((images, frame_audio, fps))

@@ -100,3 +100,21 @@ def test_aggregate_includes_turn_taking_repetition_and_judge():
     m = aggregate(turns)
     assert m["false_cutoff_rate"] == pytest.approx(0.5) and m["repeated_opener_rate"] == pytest.approx(1.0)
     assert m["judge_relevance_mean"] == pytest.approx(3.0)
+
+
+def test_turn_view_draws_both_sides_with_the_marks(tmp_path):
+    import numpy as np
+
+    from cvi_lab.lab import turn_view as V
+
+    t = TurnResult("s", 0, "hello", spans=[("vad", 0.0, 0.2), ("turn", 0.2, 0.45), ("llm", 0.45, 0.7), ("tts", 0.7, 0.9)],
+                   response_latency_s=1.0)
+    marks = V.marks_of(t, speech_end=2.0)
+    assert marks == {"speech end": 2.0, "VAD end": 2.2, "turn decision": 2.45, "first token": 2.7,
+                     "first audio (TTS)": 2.9, "heard by participant": 3.0}
+    rng = np.random.default_rng(0)
+    path = V.draw(0.1 * rng.standard_normal(16_000 * 2).astype(np.float32), 0.0, 16_000,
+                  0.1 * rng.standard_normal(22_050).astype(np.float32), 3.0, 22_050, marks, tmp_path / "t.png", "x")
+    assert path.stat().st_size > 10_000
+    empty = V.draw(np.zeros(0, np.float32), 0.0, 16_000, np.zeros(0, np.float32), 0.0, 22_050, marks, tmp_path / "e.png")
+    assert empty.exists()
