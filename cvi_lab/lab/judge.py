@@ -18,7 +18,7 @@ import numpy as np
 from cvi_lab.lab.metrics import TurnResult
 
 DIMENSIONS = ("relevance", "correctness", "speech")
-_SCORE = re.compile(r"\b(relevance|correctness|speech)\s*[=:]\s*(NA|[1-5])\b", re.IGNORECASE)
+_SCORE = re.compile(r"(?<![\d.])([1-5])(?!\d)(?!\.\d)")
 
 
 class JudgeError(ValueError):
@@ -35,29 +35,34 @@ class Label:
     scores: dict[str, float]
 
 
-def prompt(rubric: str, user: str, answer: str, expected: str | None) -> list:
+def prompt(rubric: Mapping[str, str], dimension: str, user: str, answer: str, expected: str | None) -> list:
+    """The messages asking one rubric question about one answer."""
     from cvi_lab.stages.base import ChatMessage
 
-    lines = [f"User said: {user}", f"Assistant answered: {answer}",
-             f"Expected answer: {expected}" if expected else "Expected answer: none given (correctness=NA)"]
-    return [ChatMessage("system", rubric.strip()), ChatMessage("user", "\n".join(lines))]
+    lines = [f"User said: {user}", f"Assistant answered: {answer}"]
+    if expected:
+        lines.append(f"Expected answer: {expected}")
+    lines.append(f"{rubric[dimension]} Score (1-5):")
+    return [ChatMessage("system", str(rubric["instructions"]).strip()), ChatMessage("user", "\n".join(lines))]
 
 
-def parse(text: str) -> dict[str, float]:
-    """Scores found in the judge's reply (first of each dimension); NA and missing ones are left out."""
-    out: dict[str, float] = {}
-    for name, value in _SCORE.findall(text or ""):
-        name = name.lower()
-        if name not in out and value.upper() != "NA":
-            out[name] = float(value)
-    return out
+def parse(text: str) -> float | None:
+    """The first score 1-5 in the judge's reply (a digit standing alone); None when there is none."""
+    m = _SCORE.search(text or "")
+    return float(m.group(1)) if m else None
 
 
-async def grade(llm: Any, rubric: str, user: str, answer: str, expected: str | None, max_tokens: int) -> dict[str, float]:
-    pieces = [p async for p in llm.stream(prompt(rubric, user, answer, expected), max_tokens=max_tokens)]
-    scores = parse("".join(pieces))
-    if not expected:
-        scores.pop("correctness", None)  # nothing to be correct against: a score here is made up
+async def grade(llm: Any, rubric: Mapping[str, str], user: str, answer: str, expected: str | None,
+                max_tokens: int) -> dict[str, float]:
+    """Scores of one answer; a dimension the judge gave no score for is left out (counted by the rates)."""
+    scores = {}
+    for dim in DIMENSIONS:
+        if dim == "correctness" and not expected:
+            continue  # nothing to be correct against: a score here would be made up
+        pieces = [p async for p in llm.stream(prompt(rubric, dim, user, answer, expected), max_tokens=max_tokens)]
+        score = parse("".join(pieces))
+        if score is not None:
+            scores[dim] = score
     return scores
 
 
@@ -116,7 +121,7 @@ async def add_judge(cfg: Any, turns: list[TurnResult], extra: dict[str, float]) 
     pool = StagePool()
     try:
         llm = await pool.get("llm", judge_llm_config(cfg))
-        rubric, max_tokens = str(cfg.judge.rubric), int(cfg.judge.max_tokens)
+        rubric, max_tokens = cfg.judge.rubric, int(cfg.judge.max_tokens)
         for t in tqdm(todo, desc="judge (answers)", unit="turn"):
             t.judge = await grade(llm, rubric, t.reference, t.replica_text, t.expect.answer, max_tokens)
         pairs = []
@@ -127,3 +132,27 @@ async def add_judge(cfg: Any, turns: list[TurnResult], extra: dict[str, float]) 
     if todo:
         extra["judge_scored_rate"] = float(np.mean([bool(t.judge) for t in todo]))
     extra.update(agreement(pairs))
+
+
+async def label_agreement(cfg: Any) -> dict[str, float]:
+    """The judge of `cfg` on the hand labels only: its agreement metrics."""
+    extra: dict[str, float] = {}
+    await add_judge(cfg, [], extra)
+    return extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m cvi_lab.lab.judge [lab overrides, e.g. judge.llm=openai_compatible ...]: the judge's
+    agreement with the hand labels, as JSON (no call is run)."""
+    import asyncio
+    import sys
+
+    from cvi_lab import config
+
+    cfg = config.compose(["experiment=scenarios", *(sys.argv[1:] if argv is None else argv)], config.LAB_ROOT)
+    print(json.dumps(asyncio.run(label_agreement(cfg)), indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

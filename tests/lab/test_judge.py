@@ -8,11 +8,10 @@ from cvi_lab import config
 from cvi_lab.lab import judge as J
 
 
-def test_parse_takes_the_first_score_of_each_dimension_and_skips_na():
-    assert J.parse("relevance=4 correctness=NA speech=5") == {"relevance": 4.0, "speech": 5.0}
-    assert J.parse("Relevance: 2, correctness: 1; speech = 3. relevance=5") == {"relevance": 2, "correctness": 1, "speech": 3}
-    assert J.parse("I think it is a good answer.") == {}
-    assert J.parse("relevance=7") == {}  # out of the 1-5 scale: not a score
+def test_parse_takes_the_first_score_standing_alone():
+    assert J.parse("4") == 4.0 and J.parse("Score: 5/5") == 5.0 and J.parse("I would say 2.") == 2.0
+    assert J.parse("10") is None and J.parse("3.5") is None and J.parse("no idea") is None  # not a 1-5 score
+    assert J.parse("7, no: 3") == 3.0
 
 
 def test_agreement_within_one_and_exact():
@@ -44,16 +43,38 @@ def test_bad_labels_are_named(tmp_path):
         J.read_labels(tmp_path / "none.jsonl")
 
 
-def test_prompt_carries_rubric_and_expected_answer():
-    msgs = J.prompt("Grade it.", "What is the capital of France?", "Paris.", "Paris")
-    assert msgs[0].role == "system" and msgs[0].content == "Grade it."
-    assert "Expected answer: Paris" in msgs[1].content and "Assistant answered: Paris." in msgs[1].content
+def test_prompt_asks_one_rubric_question_with_the_expected_answer():
+    rubric = {"instructions": "Reply with one digit.", "relevance": "Relevant?", "correctness": "Right?", "speech": "Speakable?"}
+    msgs = J.prompt(rubric, "correctness", "What is the capital of France?", "Paris.", "Paris")
+    assert msgs[0].role == "system" and msgs[0].content == "Reply with one digit."
+    assert "Expected answer: Paris" in msgs[1].content and msgs[1].content.endswith("Right? Score (1-5):")
+    assert "Expected answer" not in J.prompt(rubric, "speech", "Hi", "Hello.", None)[1].content
+
+
+def test_grade_skips_correctness_without_an_expected_answer_and_unscored_replies():
+    import asyncio
+
+    class Replies:  # an outside grader (e.g. a served model) answering in turn: only the protocol is used
+        def __init__(self, texts):
+            self.texts, self.asked = list(texts), []
+
+        async def stream(self, messages, max_tokens=None, stats=None):
+            self.asked.append(messages[1].content)
+            yield self.texts.pop(0)
+
+    rubric = config.compose(["experiment=scenarios"], config.LAB_ROOT).judge.rubric
+    grader = Replies(["5", "well..."])
+    assert asyncio.run(J.grade(grader, rubric, "Hi", "Hello!", None, 8)) == {"relevance": 5.0}
+    assert len(grader.asked) == 2  # relevance and speech; no correctness question without an expected answer
+    grader = Replies(["4", "1", "5"])
+    assert asyncio.run(J.grade(grader, rubric, "Capital of France?", "Lyon.", "Paris", 8)) == \
+        {"relevance": 4.0, "correctness": 1.0, "speech": 5.0}
 
 
 def test_scenarios_experiment_composes_the_suite_with_the_judge():
     cfg = config.compose(["experiment=scenarios"], config.LAB_ROOT)
     assert cfg.dataset.path == "scenarios/scenarios.jsonl" and cfg.metrics.judge is True
-    assert "relevance=" in cfg.judge.rubric and cfg.judge.llm is None
+    assert set(cfg.judge.rubric) == {"instructions", *J.DIMENSIONS} and cfg.judge.llm is None
     node = J.judge_llm_config(config.compose(["experiment=scenarios", "judge.llm=openai_compatible",
                                               "+judge.llm_settings.model=qwen2.5:7b"], config.LAB_ROOT))
     assert node._target_.endswith("OpenAICompatibleLLM") and node.model == "qwen2.5:7b"
