@@ -39,31 +39,31 @@ def marks_of(t: TurnResult, speech_end: float) -> dict[str, float]:
     return out
 
 
-def draw(participant: np.ndarray, participant_start: float, participant_rate: float, replica: np.ndarray,
+def draw(participant: np.ndarray, participant_start: float, participant_rate: int, replica: np.ndarray,
          replica_start: float, replica_rate: int, marks: Mapping[str, float], path: str | Path,
-         title: str = "") -> Path:
+         title: str = "", speed: float = 1.0) -> Path:
     """Four rows on one seconds axis (participant waveform + spectrogram, replica waveform + spectrogram),
-    each mark a vertical line across all of them. `participant_rate` is samples per second of call time
-    (the audio's rate times the feeding speed)."""
+    each mark a vertical line across all of them. The participant's audio was fed `speed` times faster
+    than real time (offline mode): its time axis is compressed by that, its frequencies are not."""
     import librosa
     import librosa.display
 
     fig, axes = plt.subplots(4, 1, figsize=(11, 7.5), sharex=True, gridspec_kw={"height_ratios": [1, 1.4, 1, 1.4]})
-    sides = [("participant", np.asarray(participant, np.float32), participant_start, participant_rate),
-             ("replica", np.asarray(replica, np.float32), replica_start, float(replica_rate))]
-    for row, (name, pcm, start, rate) in enumerate(sides):
+    sides = [("participant", np.asarray(participant, np.float32), participant_start, participant_rate, speed),
+             ("replica", np.asarray(replica, np.float32), replica_start, replica_rate, 1.0)]
+    for row, (name, pcm, start, rate, pace) in enumerate(sides):
         wave_ax, spec_ax = axes[2 * row], axes[2 * row + 1]
         if len(pcm) == 0:
             wave_ax.text(0.5, 0.5, f"no {name} audio", transform=wave_ax.transAxes, ha="center")
             spec_ax.set_ylabel(f"{name}\nHz")
             continue
-        sr = int(round(rate))
-        librosa.display.waveshow(pcm, sr=sr, ax=wave_ax, offset=start, color="#1f77b4" if row == 0 else "#2ca02c")
+        sr = int(rate)
+        librosa.display.waveshow(pcm, sr=int(round(sr * pace)), ax=wave_ax, offset=start, color="#1f77b4" if row == 0 else "#2ca02c")
         wave_ax.set_ylabel(name)
         wave_ax.set_xlabel("")
         spec = librosa.amplitude_to_db(np.abs(librosa.stft(pcm, n_fft=512, hop_length=128)), ref=np.max)
         spec_ax.imshow(spec, origin="lower", aspect="auto", cmap="magma",
-                       extent=(start, start + len(pcm) / rate, 0, sr / 2))
+                       extent=(start, start + len(pcm) / (sr * pace), 0, sr / 2))
         spec_ax.set_ylim(0, min(8000, sr / 2))
         spec_ax.set_ylabel(f"{name}\nHz")
     for label, at in sorted(marks.items(), key=lambda kv: kv[1]):
@@ -98,6 +98,6 @@ def call_views(turns: Sequence[TurnResult], res, audio: Mapping[str, np.ndarray]
         replica = np.concatenate([res.frame_audio[i] for i in window]) if window else np.zeros(0, np.float32)
         replica_start = res.frame_times[window[0]] if window else say["start"]
         title = f"{t.script} turn {t.turn} ({t.phenomenon}): {t.reference[:70]}"
-        paths.append(draw(audio[uid], say["start"], 16_000 * speed, replica, replica_start, res.audio_rate or 22_050,
-                          marks_of(t, say["speech_end"]), out_dir / "turns" / f"turn_{uid}.png", title))
+        paths.append(draw(audio[uid], say["start"], 16_000, replica, replica_start, res.audio_rate or 22_050,
+                          marks_of(t, say["speech_end"]), out_dir / "turns" / f"turn_{uid}.png", title, speed))
     return paths
