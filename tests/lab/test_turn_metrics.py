@@ -116,5 +116,8 @@ def test_turn_view_draws_both_sides_with_the_marks(tmp_path):
     path = V.draw(0.1 * rng.standard_normal(16_000 * 2).astype(np.float32), 0.0, 16_000,
                   0.1 * rng.standard_normal(22_050).astype(np.float32), 3.0, 22_050, marks, tmp_path / "t.png", "x")
     assert path.stat().st_size > 10_000
+    fast = V.draw(0.1 * rng.standard_normal(16_000).astype(np.float32), 0.0, 16_000, np.zeros(0, np.float32), 0.0,
+                  22_050, marks, tmp_path / "f.png", speed=2.0)  # offline feeding at 2x: drawn over 0.5 s
+    assert fast.stat().st_size > 10_000
     empty = V.draw(np.zeros(0, np.float32), 0.0, 16_000, np.zeros(0, np.float32), 0.0, 22_050, marks, tmp_path / "e.png")
     assert empty.exists()
