@@ -27,12 +27,20 @@ COLUMNS = [
     ("tts_ttfb_p50_ms", "TTS TTFB ms", "{:.0f}"),
     ("llm_tokens_per_s", "LLM tok/s", "{:.1f}"),
     ("barge_in_stop_mean_ms", "barge-in stop ms", "{:.0f}"),
+    ("false_cutoff_rate", "false cut-off", "{:.2f}"),
+    ("missed_turn_rate", "missed turn", "{:.2f}"),
+    ("end_of_turn_delay_p50_ms", "end-of-turn ms", "{:.0f}"),
+    ("false_barge_in_rate", "false barge-in", "{:.2f}"),
+    ("barge_in_success_rate", "barge-in success", "{:.2f}"),
+    ("judge_relevance_mean", "judge relevance", "{:.2f}"),
+    ("judge_agreement_within1", "judge agreement", "{:.2f}"),
+    ("repeated_opener_rate", "repeated openers", "{:.2f}"),
     ("lipsync_offset_mean_ms", "lip-sync ms", "{:.0f}"),
     ("cpu_percent_mean", "CPU %", "{:.0f}"),
     ("peak_rss_mb", "peak MB", "{:.0f}"),
     ("turns", "turns", "{:.0f}"),
 ]
-QUALITY = ("asr_wer", "tts_intelligibility_wer")
+QUALITY = ("asr_wer", "tts_intelligibility_wer", "false_cutoff_rate", "missed_turn_rate", "judge_relevance_mean")
 MARK_START, MARK_END = "<!-- compare:start -->", "<!-- compare:end -->"
 
 

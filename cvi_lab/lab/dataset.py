@@ -16,6 +16,8 @@ Line fields (see experiments/README.md "Dataset format"):
   barge_in_after_s (float)   start this utterance while the replica is still answering the previous turn,
                              this many seconds after the replica started speaking (barge-in test)
   language (str)             full language name of the call, e.g. "english" (first line wins)
+  phenomenon, pause_ms, sound, expect   scenario fields: what the line tests and what should happen
+                             (cvi_lab/lab/scenarios.py)
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ import numpy as np
 
 from cvi_lab import assets
 from cvi_lab.audio import load_audio, write_wav
+from cvi_lab.lab import scenarios as SC
 
 SAMPLE_RATE = 16_000
 GENERATOR_VERSION = "espeak-ng-cli/1"
 REPLICA_VOICES = ("piper", "joe", "en_us-joe-medium")  # the replica's voice: never a participant's
-_KNOWN_FIELDS = {"script", "turn", "text", "persona", "context", "audio", "barge_in_after_s", "language"}
+_KNOWN_FIELDS = {"script", "turn", "text", "persona", "context", "audio", "barge_in_after_s", "language",
+                 "phenomenon", "pause_ms", "sound", "expect"}
 SHIPPED = Path(__file__).resolve().parent / "datasets"  # package data: there in an installed wheel too
 
 
@@ -70,6 +74,10 @@ class Utterance:
     audio: Path | None = None  # a real recording; None = synthesized
     barge_in_after_s: float | None = None
     language: str | None = None
+    phenomenon: str = "plain"
+    pause_ms: int | None = None  # silence at each "..." of the text (synthesized lines)
+    sound: str | None = None  # a non-speech line (scenarios.SOUNDS)
+    expect: SC.Expect = field(default_factory=SC.Expect)
 
     @property
     def uid(self) -> str:
@@ -78,7 +86,9 @@ class Utterance:
     def canonical(self) -> dict[str, Any]:
         return {"script": self.script, "turn": self.turn, "text": self.text, "persona": self.persona,
                 "context": self.context, "barge_in_after_s": self.barge_in_after_s, "language": self.language,
-                "audio": self.audio.name if self.audio else None}
+                "audio": self.audio.name if self.audio else None,
+                **({"pause_ms": self.pause_ms} if self.pause_ms is not None else {}),
+                **({"sound": self.sound} if self.sound is not None else {})}  # what changes the audio
 
 
 @dataclass
@@ -153,8 +163,12 @@ def read_utterances(path: str | os.PathLike) -> list[Utterance]:
         for key, typ in (("script", str), ("turn", int), ("text", str)):
             if not isinstance(row.get(key), typ) or isinstance(row.get(key), bool):
                 raise DatasetError(f"{where}: field '{key}' is required and must be a {typ.__name__}")
-        if not row["text"].strip():
-            raise DatasetError(f"{where}: 'text' is empty")
+        if not row["text"].strip() and row.get("sound") is None:
+            raise DatasetError(f"{where}: 'text' is empty (only a 'sound' line may say nothing)")
+        try:
+            SC.check_fields(row)
+        except SC.ScenarioError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
         key = (row["script"], row["turn"])
         if key in seen:
             raise DatasetError(f"{where}: script {row['script']!r} turn {row['turn']} appears twice")
@@ -169,7 +183,9 @@ def read_utterances(path: str | os.PathLike) -> list[Utterance]:
             raise DatasetError(f"{where}: 'barge_in_after_s' must be a number >= 0")
         out.append(Utterance(script=row["script"], turn=row["turn"], text=row["text"].strip(),
                              persona=str(row.get("persona") or ""), context=row.get("context"), audio=audio,
-                             barge_in_after_s=None if barge is None else float(barge), language=row.get("language")))
+                             barge_in_after_s=None if barge is None else float(barge), language=row.get("language"),
+                             phenomenon=row.get("phenomenon") or "plain", pause_ms=row.get("pause_ms"),
+                             sound=row.get("sound"), expect=SC.parse_expect(row.get("expect"))))
     if not out:
         raise DatasetError(f"{p}: no utterances")
     return out
@@ -243,7 +259,8 @@ def synthesize(utterances: list[Utterance], voice: VoiceSpec, progress: bool = T
         from tqdm import tqdm
 
         for u in tqdm(todo, desc=f"participant audio -> {cache}", unit="utt", disable=not progress):
-            pcm = load_audio(u.audio, SAMPLE_RATE)[0] if u.audio is not None else _espeak(u.text, voice)
+            pcm = load_audio(u.audio, SAMPLE_RATE)[0] if u.audio is not None else \
+                SC.render(u.text, u.pause_ms, u.sound, u.uid, lambda text: _espeak(text, voice))
             fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-", suffix=".wav")
             os.close(fd)
             write_wav(tmp, pcm, SAMPLE_RATE)

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from cvi_lab.lab.scenarios import Expect
+
 # ----------------------------------------------------------------- text normalization and WER
 _CONTRACTIONS = {
     "i'm": "i am", "it's": "it is", "that's": "that is", "what's": "what is", "there's": "there is",
@@ -81,6 +83,14 @@ class TurnResult:
     lipsync_offset_s: float | None = None
     intelligibility_heard: str | None = None  # ASR of the replica's own audio
     error: str | None = None
+    # scenario observations (turn_metrics.observe): what the line expects and what the call did around it
+    phenomenon: str = "plain"
+    expect: Expect = field(default_factory=Expect)
+    user_turns: int = 0  # user turns the engine made of this line (> 1: it was split at a pause)
+    replica_started_early: bool = False  # the replica started speaking before the line's speech ended
+    replica_interrupted: bool = False  # the engine cut the replica's speech while/just after the line
+    end_of_turn_s: float | None = None  # the engine's turn decision after the speech end
+    judge: dict[str, float] = field(default_factory=dict)  # rubric scores (judge.py), 1-5
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +132,13 @@ def aggregate(turns: list[TurnResult]) -> dict[str, float]:
     offs = [t.lipsync_offset_s * 1000 for t in turns if t.lipsync_offset_s is not None]
     m["lipsync_offset_mean_ms"] = float(np.mean(offs)) if offs else None
     m["lipsync_offset_abs_max_ms"] = float(np.max(np.abs(offs))) if offs else None
+    from cvi_lab.lab.repetition import repetition_metrics
+    from cvi_lab.lab.turn_metrics import conversation_metrics
+
+    m.update(conversation_metrics(turns))
+    m.update(repetition_metrics(turns))
+    for key in sorted({k for t in turns for k in t.judge}):
+        m[f"judge_{key}_mean"] = float(np.mean([t.judge[key] for t in turns if key in t.judge]))
     return {k: float(v) for k, v in m.items() if v is not None}
 
 

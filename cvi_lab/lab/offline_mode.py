@@ -142,7 +142,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
     spec = ConversationSpec(conversation_id=f"lab-{script.id}", system_prompt=DEFAULT_PERSONA.get("system_prompt") or "",
                             persona_context=DEFAULT_PERSONA.get("context") or "",
                             conversational_context=script.context or "")
-    engine = await create_engine(cfg, spec, layers=stage_layers(choices), pool=pool, seed=int(cfg.seed),
+    engine = await create_engine(cfg, spec, layers=stage_layers(choices, cfg.participant), pool=pool, seed=int(cfg.seed),
                                  language=script.language or str(cfg.participant.language))
     images: list[np.ndarray] = []
     frame_audio: list[np.ndarray] = []
@@ -168,6 +168,12 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
     result.events += [{"script": script.id, **e} for e in res.events]
     result.extra_metrics["loop_lag_max_ms"] = max(result.extra_metrics.get("loop_lag_max_ms", 0.0), res.loop_lag_max_ms)
     _collect(script, res, result, float(cfg.participant.lead_silence_s) / float(cfg.participant.speed))
+    if script is data.scripts[0] and cfg.metrics.turn_views:  # per-turn pictures of the first call
+        from cvi_lab.lab.turn_view import call_views
+
+        fed = {u.uid: participant_audio(cfg, data, u) for u in script.utterances}
+        result.artifacts += call_views(result.turns[-len(script.utterances):], res, fed, float(cfg.participant.speed),
+                                       out_dir, int(cfg.metrics.turn_views))
     if record and images:
         rate = res.audio_rate or 22_050
         result.frames.append((images, frame_audio, fps))
@@ -184,6 +190,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
 def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
     """Per-utterance results: user/replica utterance events matched to each `Say` by arrival time."""
     from cvi_lab.audio import rms_dbfs
+    from cvi_lab.lab.turn_metrics import observe
 
     says = {s["label"]: s for s in res.says}
     latencies = dict(zip((s["label"] for s in res.says), res.response_latencies()))
@@ -211,8 +218,9 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
                 apply_engine_record(t, records[tid])
         if latencies.get(utt.uid) is not None:
             t.response_latency_s = latencies[utt.uid]  # as the participant hears it
-        if not users:
+        if not users and utt.expect.take_turn:
             t.error = t.error or "the replica did not take this turn"
+        observe(t, utt, say["start"] + lead_s, say["speech_end"], end, res.events, len(users))
         if utt.barge_in_after_s is not None:
             t.barge_in = True
             t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)

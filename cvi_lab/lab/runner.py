@@ -56,6 +56,10 @@ def run(cfg: Any, data: Dataset, out_dir: Path) -> RunResult:
         asyncio.run(add_intelligibility(cfg, result))
     if cfg.metrics.lipsync:
         add_lipsync(result)
+    if cfg.metrics.judge:
+        from cvi_lab.lab.judge import add_judge
+
+        asyncio.run(add_judge(cfg, result.turns, result.extra_metrics))
     return result
 
 
@@ -66,14 +70,19 @@ def participant_audio(cfg: Any, data: Dataset, utt) -> np.ndarray:
     return np.concatenate([lead, data.audio(utt), trail])
 
 
-def stage_layers(choices: dict[str, str]) -> dict[str, dict]:
+def stage_layers(choices: dict[str, str], participant: Any = None) -> dict[str, dict]:
     """Persona layers that pin the swept ASR/TTS choice: the engine's language route would otherwise pick
-    its own per-language ASR/TTS (languages/default.yaml), silently ignoring `asr=...`/`tts=...` overrides."""
+    its own per-language ASR/TTS (languages/default.yaml), silently ignoring `asr=...`/`tts=...` overrides.
+    With `participant` (the config node), its sensitivity words become the persona's stt layer words, so a
+    sweep sets them as a customer would (participant_pause_sensitivity=high)."""
     layers: dict[str, dict] = {}
     if choices.get("asr"):
         layers["stt"] = {"stt_engine": choices["asr"]}
     if choices.get("tts"):
         layers["tts"] = {"tts_engine": choices["tts"]}
+    for key in ("pause_sensitivity", "interrupt_sensitivity"):
+        if participant is not None and participant[key] is not None:
+            layers.setdefault("stt", {})[f"participant_{key}"] = str(participant[key])
     return layers
 
 
@@ -191,6 +200,7 @@ def apply_engine_record(t: TurnResult, m: dict) -> None:
         if a is not None and b is not None:
             spans.append((name, a, b))
     t.spans = spans
+    t.end_of_turn_s = decision
     stages = {"vad_delay_s": s("vad_delay_ms"), "asr_s": None if asr_s is None else float(asr_s),
               "turn_s": (decision - vad) if decision is not None and vad is not None else None,
               "llm_ttfb_s": s("llm_ttft_ms"),

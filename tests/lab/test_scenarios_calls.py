@@ -1,0 +1,53 @@
+"""Scenario metrics on small REAL offline calls whose right outcome is known (real models; heavy, slow).
+
+A sentence with an 800 ms pause after "I'd like to" must be heard as one turn and answered after its end;
+a short "Yeah." spoken over the replica's answer must not stop it. The scenario suite's one command runs
+them (`cvi-lab experiment experiment=scenarios`, on a two-script file) and logs the metrics to MLflow.
+"""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cvi_lab.lab import app
+
+pytestmark = pytest.mark.slow
+
+LINES = [
+    {"script": "paused", "persona": "diner", "turn": 0, "phenomenon": "mid_pause", "pause_ms": 800,
+     "text": "I'd like to ... book a table for two people tonight.", "expect": {"take_turn": True, "hold": True}},
+    {"script": "backchannel", "persona": "patient", "turn": 0, "phenomenon": "plain",
+     "text": "Can you explain in detail how to look after a sore throat?", "expect": {"take_turn": True, "hold": True}},
+    {"script": "backchannel", "persona": "patient", "turn": 1, "phenomenon": "backchannel", "text": "Yeah.",
+     "barge_in_after_s": 1.5, "expect": {"take_turn": False, "replica_stops": False}},
+]
+
+
+def test_paused_line_is_not_cut_and_backchannel_does_not_interrupt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "calls.jsonl"
+    data.write_text("".join(json.dumps(x) + "\n" for x in LINES))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = tmp_path / "run"
+    code = app.main(["experiment=scenarios", f"dataset.path={data}", f"tracking.uri={uri}",
+                     f"tracking.artifact_root={tmp_path}/mlruns", f"hydra.run.dir={out}", "metrics.judge=false",
+                     "metrics.intelligibility=false", "metrics.lipsync=false", "metrics.sample_video=false"])
+    assert code == 0
+    turns = {(t["script"], t["turn"]): t for t in map(json.loads, (out / "transcripts.jsonl").read_text().splitlines())}
+    paused = turns[("paused", 0)]
+    assert paused["user_turns"] == 1 and not paused["replica_started_early"], paused
+    assert paused["replica_text"] and "table" in paused["heard"].lower()
+    assert paused["end_of_turn_s"] is not None and paused["end_of_turn_s"] > 0
+    yeah = turns[("backchannel", 1)]
+    assert yeah["barge_in"] and not yeah["replica_interrupted"], yeah
+    assert turns[("backchannel", 0)]["replica_text"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["false_cutoff_rate_mid_pause"] == 0.0 and metrics["false_barge_in_rate"] == 0.0
+    assert metrics["missed_turn_rate"] == 0.0 and "end_of_turn_delay_p50_ms" in metrics
+
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("scenarios").experiment_id])[0]
+    for key in ("false_cutoff_rate", "missed_turn_rate", "false_barge_in_rate", "end_of_turn_delay_p50_ms",
+                "response_latency_p95_ms", "distinct_2"):
+        assert key in run.data.metrics, key
