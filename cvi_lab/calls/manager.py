@@ -173,6 +173,8 @@ class ConversationManager:
             language = self.languages.resolve(req.properties.language)
         except UnsupportedLanguageError as exc:
             raise InvalidInput(str(exc), field="properties.language") from None
+        if req.callback_url:
+            await self.webhooks.outbound.check(req.callback_url, "callback_url")
         persona, replica = resolve_persona_replica(
             req.persona_id, req.replica_id, self.store.get_persona, self.store.get_replica
         )
