@@ -16,6 +16,7 @@ from cvi_lab.domain.errors import InvalidInput
 from cvi_lab.net.safe_fetch import FetchError, OutboundPolicy, address_kind
 
 MB = 1 << 20
+SMALL = (b"0123456789", "application/octet-stream")  # body, Content-Type of /small
 
 
 def table(**names: str):
@@ -90,7 +91,7 @@ def test_address_kinds(address, kind):
 
 async def test_loopback_allowed_by_config_is_fetched(origin):
     allowed = policy(allow_private=True)
-    assert await allowed.fetch_bytes(f"http://127.0.0.1:{origin}/small", max_bytes=MB, timeout_s=30) == b"0123456789"
+    assert await allowed.fetch_bytes(f"http://127.0.0.1:{origin}/small", max_bytes=MB, timeout_s=30) == SMALL
 
 
 async def test_loopback_refused_by_config(origin):
@@ -105,7 +106,7 @@ async def test_loopback_refused_by_config(origin):
 
 
 async def test_a_name_is_fetched_through_the_guarded_resolver(origin):
-    assert await THIS_HOST.fetch_bytes(f"http://files.test:{origin}/small", max_bytes=MB, timeout_s=30) == b"0123456789"
+    assert await THIS_HOST.fetch_bytes(f"http://files.test:{origin}/small", max_bytes=MB, timeout_s=30) == SMALL
 
 
 @pytest.mark.parametrize("target,reason", [
@@ -123,7 +124,7 @@ async def test_redirects_to_private_addresses_are_refused(origin, target, reason
 
 async def test_a_redirect_to_an_allowed_address_is_followed(origin):
     url = f"http://127.0.0.1:{origin}/redirect?to=http://files.test:{origin}/small"
-    assert await THIS_HOST.fetch_bytes(url, max_bytes=MB, timeout_s=30) == b"0123456789"
+    assert await THIS_HOST.fetch_bytes(url, max_bytes=MB, timeout_s=30) == SMALL
 
 
 async def test_redirect_loops_stop(origin):

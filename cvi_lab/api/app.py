@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterable
 from aiohttp import web
 
 from cvi_lab.cpu import deprioritize_media
-from cvi_lab.api import conversations, personas, replicas
+from cvi_lab.api import conversations, documents, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
 from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
 from cvi_lab.calls.runtime import RuntimeFactory
+from cvi_lab.calls.documents import DocumentService
 from cvi_lab.calls.manager import ConversationManager
 from cvi_lab.calls.replicas import ReplicaService, load_object
 from cvi_lab.calls.settings import server_settings
@@ -35,7 +36,7 @@ from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*conversations.ROUTES, *personas.ROUTES, *replicas.ROUTES]
+ROUTES: list[Route] = [*conversations.ROUTES, *personas.ROUTES, *replicas.ROUTES, *documents.ROUTES]
 Installer = Callable[[web.Application], Any]
 
 
@@ -93,14 +94,15 @@ def create_app(
     outbound = OutboundPolicy.from_config(server, resolver)
     webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock, outbound)
     replica_service = ReplicaService(store, server, webhooks, clock)
+    document_service = DocumentService(store, server, webhooks, clock)
     manager = ConversationManager(store, cfg, clock=clock, webhooks=webhooks, replicas=replica_service,
                                   base_url=base_url(server))
     spec = build_openapi(ROUTES)
     with warnings.catch_warnings():  # later layers reach the services by plain string keys: keep that simple
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app.update(cfg=settings, settings=settings, full_cfg=cfg, clock=clock, store=store, webhooks=webhooks,
-                   replicas=replica_service, manager=manager, outbound=outbound, stats={"internal_errors": 0},
-                   openapi=spec)
+                   replicas=replica_service, documents=document_service, manager=manager, outbound=outbound,
+                   stats={"internal_errors": 0}, openapi=spec)
     for factory in [*(load_object(p) for p in server.get("runtimes") or []), *runtime_factories]:
         manager.add_runtime_factory(factory)
 
@@ -128,6 +130,7 @@ def create_app(
     async def on_cleanup(_: web.Application) -> None:
         await manager.close()
         await replica_service.close()
+        await document_service.close()
         await webhooks.close(float((server.get("webhooks") or {}).get("grace_s", 1.0)))
         store.close()
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from cvi_lab.api.errors import ApiError, parse_body, validate
 from cvi_lab.api.routes import PAGING, Route, paging
+from cvi_lab.calls.documents import check_document_ids
 from cvi_lab.domain.errors import InvalidInput, NotFound
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, PERSONA, new_id
 from cvi_lab.domain.persona import EDITABLE_FIELDS, Persona, PersonaCreate
@@ -51,6 +52,7 @@ def _get(store: Store, persona_id: str) -> dict:
 
 
 def _check_replica(store: Store, persona: PersonaCreate) -> None:
+    check_document_ids(store, persona.document_ids)
     rid = persona.default_replica_id
     if rid and store.get_replica(rid) is None:
         raise InvalidInput(f"default_replica_id {rid!r} is not a known replica", field="default_replica_id")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from cvi_lab.domain.documents import Names, RetrievalStrategy
 from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text, limit
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
@@ -69,6 +70,9 @@ class ConversationCreate(RequestModel):
     require_auth: bool = False
     max_participants: int | None = Field(None, ge=2)
     properties: ConversationProperties = Field(default_factory=ConversationProperties)
+    document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
+    document_tags: Names | None = None  # and every document with one of these tags
+    document_retrieval_strategy: RetrievalStrategy | None = None
 
     @field_validator("max_participants")
     @classmethod
@@ -107,6 +111,9 @@ class Conversation(BaseModel):
     created_at: str
     updated_at: str
     ended_at: str | None = None
+    document_ids: list[str] | None = None
+    document_tags: list[str] | None = None
+    document_retrieval_strategy: RetrievalStrategy | None = None
     recording_path: str | None = None  # with enable_recording, once the MP4 is written (after the end)
     events: list[ConversationEvent] | None = None
 

@@ -64,29 +64,15 @@ class Document(BaseModel):
     updated_at: str
 
 
-class KnowledgeFields(RequestModel):
-    """What conversations and PALs take to choose their documents: by id, or every document with one of the
-    tags; `document_retrieval_strategy` trades passages in the prompt for latency."""
-
-    document_ids: Names | None = None
-    document_tags: Names | None = None
-    document_retrieval_strategy: RetrievalStrategy | None = None
-
-    def knowledge(self) -> dict[str, Any]:
-        """The three fields as stored."""
-        return {"document_ids": self.document_ids, "document_tags": self.document_tags,
-                "document_retrieval_strategy": self.document_retrieval_strategy}
+KNOWLEDGE_FIELDS = ("document_ids", "document_tags", "document_retrieval_strategy")
+"""What conversations and PALs take to choose their documents: by id, or every document with one of the tags;
+`document_retrieval_strategy` trades passages in the prompt for latency. Declared on each model as
+`document_ids: Names | None`, `document_tags: Names | None`, `document_retrieval_strategy: RetrievalStrategy | None`."""
 
 
-KNOWLEDGE_FIELDS = tuple(KnowledgeFields.model_fields)
-
-
-class KnowledgeView(BaseModel):
-    """The three fields on a conversation or persona record as the API returns it."""
-
-    document_ids: list[str] | None = None
-    document_tags: list[str] | None = None
-    document_retrieval_strategy: RetrievalStrategy | None = None
+def knowledge(model: BaseModel) -> dict[str, Any]:
+    """The three fields of a request model, as stored."""
+    return {name: getattr(model, name) for name in KNOWLEDGE_FIELDS}
 
 
 def knowledge_scope(conversation: dict[str, Any], persona: dict[str, Any]) -> tuple[list[str], list[str], str]:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from cvi_lab.domain.documents import Names, RetrievalStrategy, knowledge
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID
 from cvi_lab.domain.validation import HttpUrl, Name, OpenSection, RequestModel, Text
 
@@ -73,6 +74,9 @@ class PersonaCreate(RequestModel):
     default_replica_id: Name | None = None
     pipeline_mode: PipelineMode = "full"
     layers: Layers = Field(default_factory=Layers)
+    document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
+    document_tags: Names | None = None  # and every document with one of these tags
+    document_retrieval_strategy: RetrievalStrategy | None = None
 
     @model_validator(mode="after")
     def _prompt_in_full_mode(self) -> "PersonaCreate":
@@ -89,6 +93,7 @@ class PersonaCreate(RequestModel):
             "default_replica_id": self.default_replica_id,
             "pipeline_mode": self.pipeline_mode,
             "layers": self.layers.model_dump(exclude_none=True),
+            **knowledge(self),
         }
 
 
@@ -105,6 +110,9 @@ class Persona(BaseModel):
     default_replica_id: str | None = None
     pipeline_mode: PipelineMode = "full"
     layers: dict[str, Any] = Field(default_factory=dict)
+    document_ids: list[str] | None = None
+    document_tags: list[str] | None = None
+    document_retrieval_strategy: RetrievalStrategy | None = None
     created_at: str
     updated_at: str
 

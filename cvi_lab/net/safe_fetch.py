@@ -13,6 +13,7 @@ map names to addresses without DNS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import pathlib
 import socket
@@ -139,40 +140,49 @@ class OutboundPolicy:
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s),
                                      trust_env=False)
 
-    async def stream(self, session: aiohttp.ClientSession, url: str, max_bytes: int) -> AsyncIterator[bytes]:
-        """GET `url` following at most `max_redirects` redirects (each hop checked); yields the body in chunks,
-        refusing bodies over `max_bytes`. Raises FetchError."""
+    @contextlib.asynccontextmanager
+    async def _final_response(self, session: aiohttp.ClientSession, url: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET `url` following at most `max_redirects` redirects, each hop checked; the 200 response."""
+        for _ in range(self.max_redirects + 1):
+            await self.check_hop(url)
+            async with session.get(url, allow_redirects=False) as resp:
+                if resp.status in REDIRECTS and "Location" in resp.headers:
+                    url = urljoin(url, resp.headers["Location"])
+                    continue
+                if resp.status != 200:
+                    raise FetchError(f"the download failed with HTTP {resp.status}")
+                yield resp
+                return
+        raise FetchError(f"more than {self.max_redirects} redirects")
+
+    @staticmethod
+    async def _body(resp: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[bytes]:
+        if (resp.content_length or 0) > max_bytes:
+            raise FetchError(too_large(max_bytes))
+        size = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(too_large(max_bytes))
+            yield chunk
+
+    async def fetch_bytes(self, url: str, *, max_bytes: int, timeout_s: float) -> tuple[bytes, str | None]:
+        """(body, Content-Type) of a GET; raises FetchError (refused, failed, too large, too slow)."""
         try:
-            for _ in range(self.max_redirects + 1):
-                await self.check_hop(url)
-                async with session.get(url, allow_redirects=False) as resp:
-                    if resp.status in REDIRECTS and "Location" in resp.headers:
-                        url = urljoin(url, resp.headers["Location"])
-                        continue
-                    if resp.status != 200:
-                        raise FetchError(f"the download failed with HTTP {resp.status}")
-                    if (resp.content_length or 0) > max_bytes:
-                        raise FetchError(too_large(max_bytes))
-                    size = 0
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise FetchError(too_large(max_bytes))
-                        yield chunk
-                    return
-            raise FetchError(f"more than {self.max_redirects} redirects")
+            async with self.session(timeout_s) as session, self._final_response(session, url) as resp:
+                body = b"".join([chunk async for chunk in self._body(resp, max_bytes)])
+                return body, resp.headers.get("Content-Type")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise FetchError(f"the download failed ({type(exc).__name__}: {exc})") from exc
 
-    async def fetch_bytes(self, url: str, *, max_bytes: int, timeout_s: float) -> bytes:
-        async with self.session(timeout_s) as session:
-            return b"".join([chunk async for chunk in self.stream(session, url, max_bytes)])
-
     async def fetch_to_file(self, url: str, dest: pathlib.Path, *, max_bytes: int, timeout_s: float) -> pathlib.Path:
-        async with self.session(timeout_s) as session:
-            with open(dest, "wb") as fh:
-                async for chunk in self.stream(session, url, max_bytes):
-                    fh.write(chunk)
+        try:
+            async with self.session(timeout_s) as session, self._final_response(session, url) as resp:
+                with open(dest, "wb") as fh:
+                    async for chunk in self._body(resp, max_bytes):
+                        fh.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise FetchError(f"the download failed ({type(exc).__name__}: {exc})") from exc
         return dest
 
     async def post_json(self, session: aiohttp.ClientSession, url: str, payload: Any) -> int:

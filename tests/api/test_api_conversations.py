@@ -104,7 +104,9 @@ async def test_api_only_app_has_no_meeting_page_and_documents_its_routes(api):
                 ("post", "/v2/personas"), ("get", "/v2/personas"), ("get", "/v2/personas/{persona_id}"),
                 ("patch", "/v2/personas/{persona_id}"), ("delete", "/v2/personas/{persona_id}"),
                 ("post", "/v2/replicas"), ("get", "/v2/replicas"), ("get", "/v2/replicas/{replica_id}"),
-                ("delete", "/v2/replicas/{replica_id}")}
+                ("delete", "/v2/replicas/{replica_id}"),
+                ("post", "/v2/documents"), ("get", "/v2/documents"), ("get", "/v2/documents/{document_id}"),
+                ("patch", "/v2/documents/{document_id}"), ("delete", "/v2/documents/{document_id}")}
     got = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert got == expected
     schemas = spec["components"]["schemas"]
