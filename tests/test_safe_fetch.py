@@ -208,7 +208,8 @@ async def test_a_webhook_to_a_refused_address_fails_once_without_retries(tmp_pat
         await hooks.drain(30)
         [record] = [d for d in store.deliveries() if d["id"] == delivery]
         assert record["status"] == "failed" and record["attempts"] == 1
-        assert record["last_error"].startswith("refused: ") and "192.168.1.20 is a private address" in record["last_error"]
+        assert record["last_error"].startswith("refused: ")
+        assert "192.168.1.20 is a private address" in record["last_error"]
     finally:
         await hooks.close()
         store.close()

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
 
+CALL = {"test_mode": True, "replica_id": DEFAULT_REPLICA_ID}  # a conversation record without a call
 MD = "# Lab guide\n\nThe guest **Wi-Fi** password is tangerine-42.\n\nLunch is at noon in the atrium.\n"
 
 
@@ -47,7 +48,8 @@ async def test_a_local_markdown_file_becomes_ready_with_passages(api, tmp_path):
     path.write_text(MD)
     doc = await create(api, document_url=str(path), tags=["faq", "faq", "lab"], properties={"owner": "ops"})
     assert doc["status"] in ("started", "processing") and doc["document_id"].startswith("d")
-    assert doc["document_name"] == "guide.md" and doc["tags"] == ["faq", "lab"] and doc["properties"] == {"owner": "ops"}
+    assert doc["document_name"] == "guide.md" and doc["tags"] == ["faq", "lab"]
+    assert doc["properties"] == {"owner": "ops"}
     done = await ready(api, doc["document_id"])
     assert done["status"] == "ready" and done["progress"] == 100 and done["passage_count"] == 3
     stored = api.app["store"].passages([doc["document_id"]])
@@ -127,19 +129,20 @@ async def test_conversations_and_personas_store_their_document_fields(api, tmp_p
     fields = {"document_ids": [doc["document_id"]], "document_tags": ["faq"], "document_retrieval_strategy": "speed"}
     persona = await (await api.post("/v2/personas", json={"system_prompt": "Be brief.", **fields})).json()
     assert {k: persona[k] for k in fields} == fields
-    conv = await (await api.post("/v2/conversations", json={"test_mode": True, "replica_id": DEFAULT_REPLICA_ID, **fields})).json()
+    conv = await (await api.post("/v2/conversations", json={**CALL, **fields})).json()
     record = await (await api.get(f"/v2/conversations/{conv['conversation_id']}")).json()
     assert {k: record[k] for k in fields} == fields
-    plain = await (await api.post("/v2/conversations", json={"test_mode": True, "replica_id": DEFAULT_REPLICA_ID})).json()
+    plain = await (await api.post("/v2/conversations", json=CALL)).json()
     record = await (await api.get(f"/v2/conversations/{plain['conversation_id']}")).json()
     assert record["document_ids"] is None and record["document_retrieval_strategy"] is None
 
 
 @pytest.mark.parametrize("route,body,words", [
-    ("/v2/conversations", {"test_mode": True, "replica_id": DEFAULT_REPLICA_ID, "document_ids": ["d0000000000"]}, "'d0000000000' not found"),
+    ("/v2/conversations", {**CALL, "document_ids": ["d0000000000"]}, "'d0000000000' not found"),
     ("/v2/personas", {"system_prompt": "x", "document_ids": ["d0000000000"]}, "'d0000000000' not found"),
-    ("/v2/conversations", {"test_mode": True, "replica_id": DEFAULT_REPLICA_ID, "document_retrieval_strategy": "fast"}, "'speed', 'balanced' or 'quality'"),
-    ("/v2/conversations", {"test_mode": True, "replica_id": DEFAULT_REPLICA_ID, "document_tags": "faq"}, "document_tags"),
+    ("/v2/conversations", {**CALL, "document_retrieval_strategy": "fast"},
+     "'speed', 'balanced' or 'quality'"),
+    ("/v2/conversations", {**CALL, "document_tags": "faq"}, "document_tags"),
 ])
 async def test_bad_document_fields_are_a_400(api, route, body, words):
     resp = await api.post(route, json=body)

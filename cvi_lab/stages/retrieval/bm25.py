@@ -32,11 +32,12 @@ class BM25Index:
         self.tf = [Counter(terms(p.text)) for p in self.passages]
         self.lengths = [sum(tf.values()) for tf in self.tf]
         self.avg_len = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
-        df: Counter = Counter()
-        for tf in self.tf:
-            df.update(tf.keys())
+        self.postings: dict[str, list[int]] = {}  # term -> the passages that hold it: a turn scores only those
+        for i, tf in enumerate(self.tf):
+            for term in tf:
+                self.postings.setdefault(term, []).append(i)
         n = len(self.passages)
-        self.idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        self.idf = {t: math.log(1.0 + (n - len(ps) + 0.5) / (len(ps) + 0.5)) for t, ps in self.postings.items()}
 
     def score(self, query_terms: Sequence[str], i: int) -> float:
         tf, norm = self.tf[i], self.k1 * (1 - self.b + self.b * self.lengths[i] / (self.avg_len or 1.0))
@@ -44,8 +45,12 @@ class BM25Index:
 
     def search(self, query: str, limits: Limits) -> list[Passage]:
         query_terms = list(dict.fromkeys(terms(query)))
-        scored = [(self.score(query_terms, i), i) for i in range(len(self.passages))]
-        ranked = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))
+        # Candidates: passages holding a query term that at most half the passages hold ("what", "the" would
+        # make every passage one); those common terms still count in the score of each candidate.
+        half = len(self.passages) / 2
+        rare = [t for t in query_terms if 0 < len(self.postings.get(t, ())) <= half]
+        candidates = {i for t in (rare or query_terms) for i in self.postings.get(t, ())}
+        ranked = sorted(((self.score(query_terms, i), i) for i in candidates), key=lambda s: (-s[0], s[1]))
         out, used = [], 0
         for _, i in ranked[: limits.passages]:
             text = self.passages[i].text
