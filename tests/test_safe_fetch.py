@@ -213,3 +213,13 @@ async def test_a_webhook_to_a_refused_address_fails_once_without_retries(tmp_pat
     finally:
         await hooks.close()
         store.close()
+
+
+async def test_a_loopback_lab_accepts_urls_without_a_dns_lookup():
+    """When every address is allowed nothing can be refused: creation does not wait on (or fail by) DNS."""
+    async def no_dns(host: str, port: int) -> list[str]:
+        raise AssertionError("resolved at creation time")
+
+    await OutboundPolicy(allow_private=True, max_redirects=3, resolver=no_dns).check("http://hooks.lab/x", "callback_url")
+    with pytest.raises(InvalidInput, match="scheme 'ftp'"):
+        await OutboundPolicy(allow_private=True, max_redirects=3).check("ftp://hooks.lab/x", "callback_url")
