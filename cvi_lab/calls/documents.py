@@ -19,7 +19,7 @@ from cvi_lab.domain.documents import DOCUMENT, DocumentCreate, DocumentUpdate
 from cvi_lab.domain.errors import InvalidInput, NotFound
 from cvi_lab.domain.ids import new_id
 from cvi_lab.domain.timefmt import iso
-from cvi_lab.net.safe_fetch import FetchError
+from cvi_lab.net.safe_fetch import FetchError, is_loopback
 from cvi_lab.stages.retrieval.text import UnsupportedDocument, detect_format, passages, to_text
 from cvi_lab.store import Store
 
@@ -33,6 +33,8 @@ class DocumentService:
         self.max_bytes = int(cfg["max_bytes"])
         self.download_timeout_s = float(cfg["download_timeout_s"])
         self.passage_words = int(cfg["passage_words"])
+        local = cfg["allow_local_paths"]
+        self.allow_local_paths = is_loopback(str(server_cfg["host"])) if local is None else bool(local)
         self._tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ API side
@@ -42,6 +44,9 @@ class DocumentService:
             raise InvalidInput("document_url is empty; give an http(s) URL, a file:// URL or a local path",
                                "document_url")
         path = self._local(source)
+        if path is not None and not self.allow_local_paths:
+            raise InvalidInput("document_url: this server reads no local paths (only a server bound to loopback "
+                               "does: server.documents.allow_local_paths); give an http(s) URL", field="document_url")
         if path is not None and not path.is_file():
             raise InvalidInput(f"document_url: no file at {str(path)[:200]!r}", field="document_url")
         if path is None:

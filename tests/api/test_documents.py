@@ -86,6 +86,14 @@ async def test_private_urls_are_refused_when_the_server_is_public_only(make_clie
     assert resp.status == 400 and err["field"] == "document_url" and "loopback address" in err["error"]
 
 
+async def test_local_paths_are_refused_when_the_conf_says_so(make_client, tmp_path):
+    api = await make_client(**{"documents.allow_local_paths": False})
+    (tmp_path / "a.txt").write_text("Alpha facts.")
+    resp = await api.post("/v2/documents", json={"document_url": str(tmp_path / "a.txt")})
+    err = await resp.json()
+    assert resp.status == 400 and "reads no local paths" in err["error"] and err["field"] == "document_url"
+
+
 @pytest.mark.parametrize("body,words", [
     ({}, "document_url"),
     ({"document_url": "  "}, "document_url is empty"),
