@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 PACKAGE = "cvi_lab.conf"
 VERSION_BASE = "1.3"
 SERVE_ROOT, LAB_ROOT = "serve", "lab"
-STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
+STAGE_GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar", "retrieval")
 PIPELINE_GROUPS = (*STAGE_GROUPS, "languages", "engine")  # what pipeline.yaml's defaults list picks
 USER_DIRS_ENV = "CVI_LAB_CONFIG_DIR"
 DIRS_RESOLVER = "cvi_lab.config_dirs"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import signal
 import sys
@@ -21,31 +20,24 @@ from typing import Any, Callable, Iterable
 from aiohttp import web
 
 from cvi_lab.cpu import deprioritize_media
-from cvi_lab.api import conversations, personas, replicas
+from cvi_lab.api import conversations, documents, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
 from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
 from cvi_lab.calls.runtime import RuntimeFactory
+from cvi_lab.calls.documents import DocumentService
 from cvi_lab.calls.manager import ConversationManager
 from cvi_lab.calls.replicas import ReplicaService, load_object
 from cvi_lab.calls.settings import server_settings
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock, SystemClock
+from cvi_lab.net.safe_fetch import OutboundPolicy, Resolver, is_loopback
 from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*conversations.ROUTES, *personas.ROUTES, *replicas.ROUTES]
+ROUTES: list[Route] = [*conversations.ROUTES, *personas.ROUTES, *replicas.ROUTES, *documents.ROUTES]
 Installer = Callable[[web.Application], Any]
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def auth_mode(server: dict[str, Any]) -> tuple[bool, str]:
@@ -87,8 +79,9 @@ def _auth_middleware(keys: list[str]):
 
 def create_app(
     cfg: Any, *, clock: Clock | None = None, installers: Iterable[Installer] = (),
-    runtime_factories: Iterable[RuntimeFactory] = (),
+    runtime_factories: Iterable[RuntimeFactory] = (), resolver: Resolver | None = None,
 ) -> web.Application:
+    """`resolver` replaces the system's DNS for server-side fetches (tests map names without a network)."""
     settings = server_settings(cfg)
     server = settings["server"]
     clock = clock or SystemClock()
@@ -98,15 +91,18 @@ def create_app(
         middlewares=[error_middleware, _auth_middleware(keys)],
     )
     store = Store(server["store"]["path"], clock)
-    webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock)
+    outbound = OutboundPolicy.from_config(server, resolver)
+    webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock, outbound)
     replica_service = ReplicaService(store, server, webhooks, clock)
+    document_service = DocumentService(store, server, webhooks, clock)
     manager = ConversationManager(store, cfg, clock=clock, webhooks=webhooks, replicas=replica_service,
                                   base_url=base_url(server))
     spec = build_openapi(ROUTES, dict(server["limits"]), manager.languages.supported())
     with warnings.catch_warnings():  # later layers reach the services by plain string keys: keep that simple
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app.update(cfg=settings, settings=settings, full_cfg=cfg, clock=clock, store=store, webhooks=webhooks,
-                   replicas=replica_service, manager=manager, stats={"internal_errors": 0}, openapi=spec)
+                   replicas=replica_service, documents=document_service, manager=manager, outbound=outbound,
+                   stats={"internal_errors": 0}, openapi=spec)
     for factory in [*(load_object(p) for p in server.get("runtimes") or []), *runtime_factories]:
         manager.add_runtime_factory(factory)
 
@@ -134,6 +130,7 @@ def create_app(
     async def on_cleanup(_: web.Application) -> None:
         await manager.close()
         await replica_service.close()
+        await document_service.close()
         await webhooks.close(float((server.get("webhooks") or {}).get("grace_s", 1.0)))
         store.close()
 

@@ -13,7 +13,8 @@ from aiohttp import web
 from cvi_lab.api import json_patch
 from cvi_lab.api.errors import ApiError, parse_body, validate
 from cvi_lab.api.routes import PAGING, Handler, Route, paging, speaking
-from cvi_lab.domain.errors import Conflict, DomainError, NotFound
+from cvi_lab.calls.documents import check_document_ids
+from cvi_lab.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, PERSONA, new_id
 from cvi_lab.domain.persona import EDITABLE_FIELDS, Pal, Persona, PersonaCreate
 from cvi_lab.domain.vocabulary import PALS, PERSONAS, Vocabulary
@@ -49,6 +50,7 @@ def _id(request: web.Request, vocabulary: Vocabulary) -> str:
 
 
 def _check_replica(store: Store, persona: PersonaCreate) -> None:
+    check_document_ids(store, persona.document_ids)
     rid = persona.default_replica_id
     if rid and store.get_replica(rid) is None:
         raise NotFound(f"default_replica_id {rid!r} is not a known replica", field="default_replica_id")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Coroutine
 
 from cvi_lab.calls.room import CallRoom, MemberKind
 from cvi_lab.clock import TimerHandle
+from cvi_lab.domain.documents import knowledge_scope
 from cvi_lab.domain.languages import LanguageRoute
 
 if TYPE_CHECKING:
@@ -71,6 +72,13 @@ class Call:
     async def replica_artifacts(self) -> dict[str, Any]:
         """Built replica artifacts (builder dict + "dir"); built on first use for the default replica."""
         return await self.manager.replicas.ensure_artifacts(self.replica["replica_id"])
+
+    def knowledge(self) -> tuple[list[tuple[str, int, str]], str]:
+        """The passages (document_id, idx, text) of the ready documents this call draws on, and its retrieval
+        strategy (SPEC §5: the conversation's and its persona's document_ids / document_tags)."""
+        ids, tags, strategy = knowledge_scope(self.record, self.persona)
+        store = self.manager.store
+        return store.passages(store.ready_document_ids(ids, tags)), strategy
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Background work of the call that may outlive it (e.g. finishing the recording), tracked by the

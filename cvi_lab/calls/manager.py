@@ -15,6 +15,7 @@ import secrets
 from typing import Any, Callable, Coroutine, Mapping
 
 from cvi_lab.calls.call import Call
+from cvi_lab.calls.documents import check_document_ids
 from cvi_lab.calls.endpoint import ConversationEndpoint
 from cvi_lab.calls.replicas import ReplicaService
 from cvi_lab.calls.room import CallRoom, MemberKind, PresenceEvent
@@ -25,6 +26,7 @@ from cvi_lab.clock import Clock, TimerHandle
 from cvi_lab.domain.conversation import (
     Conversation, ConversationCreate, ConversationCreated, ShutdownReason, TurnRecord,
 )
+from cvi_lab.domain.documents import knowledge
 from cvi_lab.domain.errors import InvalidInput, LimitReached, NotFound, Unavailable
 from cvi_lab.domain.ids import CONVERSATION, new_id
 from cvi_lab.domain.languages import LanguageTable, UnsupportedLanguageError
@@ -173,6 +175,9 @@ class ConversationManager:
             language = self.languages.resolve(req.properties.language)
         except UnsupportedLanguageError as exc:
             raise InvalidInput(str(exc), field="properties.language") from None
+        if req.callback_url:
+            await self.webhooks.outbound.check(req.callback_url, "callback_url")
+        check_document_ids(self.store, req.document_ids)
         persona, replica = resolve_persona_replica(
             req.persona_id, req.replica_id, self.store.get_persona, self.store.get_replica
         )
@@ -187,6 +192,7 @@ class ConversationManager:
             "custom_greeting": req.custom_greeting, "test_mode": req.test_mode, "require_auth": req.require_auth,
             "meeting_token": token, "max_participants": req.max_participants,
             "properties": {**req.properties.model_dump(), "language": language.name},
+            **knowledge(req),
         }
         if req.test_mode:  # the record only: no room, no replica, no usage, no spot
             record = self.store.insert_conversation(cid, fields)

@@ -11,6 +11,7 @@ from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import SystemClock
 from cvi_lab.domain.errors import DomainError
 from cvi_lab.domain.replica import Replica, ReplicaCreate
+from cvi_lab.net.safe_fetch import OutboundPolicy
 from cvi_lab.store import Store
 
 
@@ -21,7 +22,7 @@ def build_replica_offline(cfg: Any, source: str, name: str | None = None) -> dic
     async def run() -> dict[str, Any]:
         clock = SystemClock()
         store = Store(server["store"]["path"], clock)
-        webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock)
+        webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock, OutboundPolicy.from_config(server))
         service = ReplicaService(store, server, webhooks, clock)
         try:
             try:

@@ -16,14 +16,13 @@ import shutil
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlparse
 
-import aiohttp
-
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock
 from cvi_lab.domain.errors import Conflict, InvalidInput, NotFound
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID, REPLICA, new_id
 from cvi_lab.domain.replica import ReplicaCreate, progress_text
 from cvi_lab.domain.timefmt import iso
+from cvi_lab.net.safe_fetch import FetchError
 from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,6 +77,10 @@ class ReplicaService:
         path = local_source(source)
         if path is not None and not path.is_file():
             raise NotFound(f"train_video_url: no file at {str(path)[:200]!r}", field="train_video_url")
+        if path is None and not source.startswith("builtin:"):
+            await self.webhooks.outbound.check(source, "train_video_url")
+        if req.callback_url:
+            await self.webhooks.outbound.check(req.callback_url, "callback_url")
         replica_id = new_id(REPLICA)
         record = self.store.insert_replica(replica_id, {
             "replica_name": req.replica_name or f"replica {replica_id}", "status": "started",
@@ -184,7 +187,7 @@ class ReplicaService:
         return False
 
     async def _fetch(self, source: str, out_dir: pathlib.Path) -> pathlib.Path | str:
-        """A local path for the builder: local files as is, http(s) downloaded with a size cap."""
+        """A local path for the builder: local files as is, http(s) downloaded through the outbound policy."""
         if source.startswith("builtin:"):
             return source
         path = local_source(source)
@@ -195,26 +198,11 @@ class ReplicaService:
         name = pathlib.PurePosixPath(urlparse(source).path).name or "source"
         dest = out_dir / ("source_" + name)
         await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-        size = 0
-        timeout = aiohttp.ClientTimeout(total=self.download_timeout_s)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(source) as resp:
-                if resp.status != 200:
-                    raise SourceError(f"train_video_url: download failed with HTTP {resp.status}")
-                if (resp.content_length or 0) > self.max_source_bytes:
-                    raise SourceError(self._too_large())
-                with open(dest, "wb") as fh:
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > self.max_source_bytes:
-                            raise SourceError(self._too_large())
-                        fh.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise SourceError(f"train_video_url: download failed ({type(exc).__name__}: {exc})") from exc
-        return dest
-
-    def _too_large(self) -> str:
-        return f"train_video_url: the source is larger than the {self.max_source_bytes} bytes accepted"
+            return await self.webhooks.outbound.fetch_to_file(source, dest, max_bytes=self.max_source_bytes,
+                                                              timeout_s=self.download_timeout_s)
+        except FetchError as exc:
+            raise SourceError(f"train_video_url: {exc}") from exc
 
 
 class SourceError(Exception):

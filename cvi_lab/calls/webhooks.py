@@ -2,7 +2,9 @@
 
 Why background: a slow or dead receiver must never delay or break a call, so `send` only records the
 delivery and schedules a task; `close` gives in-flight deliveries a grace period at shutdown, and pending
-ones are resumed at the next start (`resume_pending`).
+ones are resumed at the next start (`resume_pending`). Deliveries go through the outbound policy
+(`cvi_lab/net/safe_fetch.py`): a URL that leads to a refused address fails at once, without retries, and
+redirects are not followed.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import aiohttp
 from cvi_lab.calls.timers import sleep
 from cvi_lab.clock import Clock
 from cvi_lab.domain.timefmt import iso
+from cvi_lab.net.safe_fetch import FetchError, OutboundPolicy
 from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class WebhookDeliverer:
-    def __init__(self, store: Store, cfg: Mapping[str, Any], clock: Clock) -> None:
+    def __init__(self, store: Store, cfg: Mapping[str, Any], clock: Clock, outbound: OutboundPolicy) -> None:
         self.store = store
+        self.outbound = outbound
         self.clock = clock
         self.max_attempts = int(cfg.get("max_attempts", 5))
         self.initial_backoff_s = float(cfg.get("initial_backoff_s", 0.5))
@@ -72,17 +76,15 @@ class WebhookDeliverer:
             if attempts:
                 await sleep(self.clock, self.initial_backoff_s * self.backoff_factor ** (attempts - 1))
             attempts += 1
-            code, error = None, None
+            code, error, refused = None, None, False
             try:
                 if self._session is None or self._session.closed:
-                    self._session = aiohttp.ClientSession()
-                async with self._session.post(
-                    url, json=payload, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-                ) as resp:
-                    code = resp.status
-                    await resp.read()
+                    self._session = self.outbound.session(self.timeout_s)
+                code = await self.outbound.post_json(self._session, url, payload)
             except asyncio.CancelledError:
                 raise
+            except FetchError as exc:  # the URL leads to an address the policy refuses: final
+                error, refused = f"refused: {exc}"[:500], True
             except Exception as exc:  # network errors, timeouts, bad URLs: recorded, retried
                 error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
             if code is not None and 200 <= code < 300:
@@ -91,7 +93,7 @@ class WebhookDeliverer:
                 return
             if code is not None:
                 error = f"HTTP {code}"
-            retryable = code is None or code >= 500 or code in (408, 429)
+            retryable = not refused and (code is None or code >= 500 or code in (408, 429))
             final = not retryable or attempts >= self.max_attempts
             self.store.update_delivery(delivery_id, status="failed" if final else "pending", attempts=attempts,
                                        status_code=code, error=error)

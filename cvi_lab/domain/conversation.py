@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from cvi_lab.domain.validation import HttpUrl, Id, Int, Name, RequestModel, Text, limit, limit_ref
 from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
+from cvi_lab.domain.documents import Names, RetrievalStrategy
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
@@ -83,6 +84,9 @@ class ConversationCreate(Aliased, RequestModel):
     # the resolution rules (domain/resolution.py) need at least one of them
     SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}
                                for k in ("persona_id", "replica_id", "pal_id", "face_id")]}]
+    document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
+    document_tags: Names | None = None  # and every document with one of these tags
+    document_retrieval_strategy: RetrievalStrategy | None = None
 
     @field_validator("max_participants")
     @classmethod
@@ -137,6 +141,9 @@ class Conversation(BothIdPairs):
     created_at: str
     updated_at: str
     ended_at: str | None = None
+    document_ids: list[str] | None = None
+    document_tags: list[str] | None = None
+    document_retrieval_strategy: RetrievalStrategy | None = None
     recording_path: str | None = None  # with enable_recording, once the MP4 is written (after the end)
     events: list[ConversationEvent] | None = None
 

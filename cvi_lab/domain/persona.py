@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from cvi_lab.domain.documents import Names, RetrievalStrategy, knowledge
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID
 from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Id, Name, OpenSection, RequestModel, Text, not_blank
 from cvi_lab.domain.vocabulary import PALS, PERSONA_NAMES, Aliased, renamed_model
@@ -100,6 +101,9 @@ class PersonaCreate(Aliased, RequestModel):
         "if": {"properties": {"pipeline_mode": {"enum": ["full", None]}}},
         "then": {"required": ["system_prompt"], "properties": {"system_prompt": {"type": "string", "pattern": NOT_BLANK}}},
     }]
+    document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
+    document_tags: Names | None = None  # and every document with one of these tags
+    document_retrieval_strategy: RetrievalStrategy | None = None
 
     @model_validator(mode="after")
     def _prompt_in_full_mode(self) -> "PersonaCreate":
@@ -116,6 +120,7 @@ class PersonaCreate(Aliased, RequestModel):
             "default_replica_id": self.default_replica_id,
             "pipeline_mode": self.pipeline_mode,
             "layers": self.layers.model_dump(exclude_none=True),
+            **knowledge(self),
         }
 
 
@@ -132,6 +137,9 @@ class Persona(BaseModel):
     default_replica_id: str | None = None
     pipeline_mode: PipelineMode = "full"
     layers: dict[str, Any] = Field(default_factory=dict)
+    document_ids: list[str] | None = None
+    document_tags: list[str] | None = None
+    document_retrieval_strategy: RetrievalStrategy | None = None
     created_at: str
     updated_at: str
 

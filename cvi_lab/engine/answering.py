@@ -17,20 +17,22 @@ from cvi_lab.clock import Clock
 from cvi_lab.engine.chunker import ClauseChunker
 from cvi_lab.engine.events import EventBus
 from cvi_lab.engine.pipeline_config import EngineSettings
-from cvi_lab.engine.prompt import Dialogue
+from cvi_lab.engine.prompt import Dialogue, with_passages
 from cvi_lab.engine.speaker import Speaker, StageFailure, drain
 from cvi_lab.engine.speech import Speech
 from cvi_lab.engine.tools import opens_tool_call, parse_tool_call
 from cvi_lab.stages.base import LLM, ChatMessage, LLMStats
+from cvi_lab.stages.retrieval import Knowledge
 
 log = logging.getLogger(__name__)
 
 
 class Answerer:
     def __init__(self, llm: LLM, settings: EngineSettings, dialogue: Dialogue, speaker: Speaker, bus: EventBus,
-                 clock: Clock, spawn: Callable) -> None:
+                 clock: Clock, spawn: Callable, knowledge: Knowledge | None = None) -> None:
         self.llm, self.settings, self.dialogue, self.speaker = llm, settings, dialogue, speaker
         self.bus, self.clock, self._spawn = bus, clock, spawn
+        self.knowledge = knowledge  # None: the call has no documents (or the pipeline no retriever)
 
     async def prime(self, messages: list[ChatMessage] | None = None) -> None:
         """Pre-fill the LLM's prompt cache with the prompt so far (system message + history, or `messages`), off
@@ -52,7 +54,10 @@ class Answerer:
                 messages[-1] = ChatMessage("user", f"{messages[-1].content} {pending_user}")
             else:
                 messages.append(ChatMessage("user", pending_user))
-        producer = asyncio.ensure_future(self._llm_clauses(speech, queue, stats, messages))
+        plain = messages  # without passages: what the next turn's prompt starts with (priming)
+        if self.knowledge is not None and messages[-1].role == "user":
+            messages = await self._with_knowledge(messages, speech)
+        producer = asyncio.ensure_future(self._llm_clauses(speech, queue, stats, messages, plain))
         try:
             await self.speaker.speak(speech, drain(queue))
             await producer
@@ -63,8 +68,18 @@ class Answerer:
                                  completion_tokens=stats.completion_tokens, llm_tokens=stats.completion_tokens,
                                  llm_s=None if stats.total_s is None else round(stats.total_s, 4))
 
+    async def _with_knowledge(self, messages: list[ChatMessage], speech: Speech) -> list[ChatMessage]:
+        """The prompt with the passages that best match the user's turn; the search time goes to the turn's
+        record (`retrieval_s`, with how many passages were added)."""
+        start = self.clock.monotonic()
+        found = await self.knowledge.lookup(messages[-1].content)
+        if speech.latency is not None:
+            speech.latency.retrieval_s = self.clock.monotonic() - start
+            speech.latency.extra["retrieval_passages"] = len(found)
+        return with_passages(messages, self.knowledge.heading, [p.text for p in found])
+
     async def _llm_clauses(self, speech: Speech, queue: asyncio.Queue, stats: LLMStats,
-                           messages: list[ChatMessage]) -> None:
+                           messages: list[ChatMessage], plain: list[ChatMessage]) -> None:
         """Stream the LLM, cut clauses, hand them to the speaker; a tool call (JSON reply) becomes an event."""
         lat, s = speech.latency, self.settings
         chunker = ClauseChunker(s.chunker)
@@ -107,7 +122,7 @@ class Answerer:
             if said and tool_buffer is None and (speech.hold is None or speech.hold.is_set()):
                 # The answer is decoded while most of it is still to be spoken: prime the next prompt now, on
                 # a CPU that would idle, not while the participant speaks (when the ASR needs it).
-                self._spawn(self.prime(messages + [ChatMessage("assistant", " ".join(said))]))
+                self._spawn(self.prime(plain + [ChatMessage("assistant", " ".join(said))]))
         except (asyncio.CancelledError, StageFailure):
             raise
         except Exception as exc:  # noqa: BLE001

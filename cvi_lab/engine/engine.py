@@ -25,6 +25,7 @@ import numpy as np
 from cvi_lab.audio import to_float32
 from cvi_lab.clock import Clock, SystemClock
 from cvi_lab.domain.conversation import DEFAULT_GREETING, ShutdownReason
+from cvi_lab.domain.documents import DEFAULT_RETRIEVAL_STRATEGY, RetrievalStrategy
 from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
@@ -38,6 +39,7 @@ from cvi_lab.engine.speaker import Speaker
 from cvi_lab.engine.speech import Speech
 from cvi_lab.engine.turns import TurnTaking, UserTurn
 from cvi_lab.media import VideoFrame
+from cvi_lab.stages.retrieval import Knowledge, Passage, Retriever
 from cvi_lab.stages.base import ASR, LLM, TTS, VAD, AvatarRenderer, ChatMessage, Transcript, TurnDetector
 
 __all__ = ["ConversationEngine", "ConversationSpec", "Sinks", "Stages"]
@@ -58,6 +60,8 @@ class ConversationSpec:
     custom_greeting: str = DEFAULT_GREETING  # SPEC §1's default, as the API fills it
     pipeline_mode: str = "full"  # full | echo
     replica_id: str | None = None
+    passages: tuple[Passage, ...] = ()  # the knowledge base's ready passages this call may draw on
+    retrieval_strategy: RetrievalStrategy = DEFAULT_RETRIEVAL_STRATEGY
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Stages:
     turn: TurnDetector | None = None
     asr: ASR | None = None
     llm: LLM | None = None
+    retrieval: Retriever | None = None
 
 
 class ConversationEngine:
@@ -110,7 +115,9 @@ class ConversationEngine:
                                self.bus, self._spawn, self._reply_voice, lambda: self.running,
                                self._speech_finished, self._stage_failed, self.pump.drop_pending)
         self.answerer = None if self.echo_mode else Answerer(stages.llm, settings, self.dialogue, self.speaker,
-                                                             self.bus, self.clock, self._spawn)
+                                                             self.bus, self.clock, self._spawn,
+                                                             Knowledge.of_call(stages.retrieval, spec.passages,
+                                                                               spec.retrieval_strategy))
         self.echo = EchoStreams(self.speaker, settings.chunker, settings.echo_idle_flush_ms, stages.tts.sample_rate,
                                 self.clock, self._spawn, lambda: self.turn_idx)
         self.listener = TurnTaking(

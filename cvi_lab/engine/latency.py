@@ -36,6 +36,7 @@ class TurnLatency:
     first_clause: float | None = None
     tts_first_audio: float | None = None
     first_frame_sent: float | None = None
+    retrieval_s: float | None = None  # the knowledge-base search of this turn (between asr_final and the LLM)
     extra: dict[str, Any] = field(default_factory=dict)  # asr_s, turn_prob, llm stats, cancelled, ...
 
     def mark(self, name: str, t: float) -> None:
@@ -65,7 +66,7 @@ class TurnLatency:
 
     def as_metrics(self) -> dict[str, Any]:
         """Flat dict: each mark as `<mark>_ms` after the origin (speech end); derived spans (vad_delay_ms,
-        asr_ms, turn_ms, llm_ttft_ms, clause_wait_ms, tts_ttfb_ms, avatar_delay_ms, response_latency_ms);
+        asr_ms, turn_ms, llm_ttft_ms, clause_wait_ms, tts_ttfb_ms, avatar_delay_ms, retrieval_ms, response_latency_ms);
         then the extras."""
         origin = self.origin
         out: dict[str, Any] = {"turn_idx": self.turn_idx, "source": self.source}
@@ -84,6 +85,7 @@ class TurnLatency:
         out["clause_wait_ms"] = span("llm_first_token", "first_clause")
         out["tts_ttfb_ms"] = span("first_clause", "tts_first_audio")
         out["avatar_delay_ms"] = span("tts_first_audio", "first_frame_sent")
+        out["retrieval_ms"] = None if self.retrieval_s is None else round(self.retrieval_s * 1000.0, 2)
         rl = self.response_latency_s
         out["response_latency_ms"] = None if rl is None else round(rl * 1000.0, 1)
         out.update(self.extra)

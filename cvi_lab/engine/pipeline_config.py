@@ -222,6 +222,8 @@ def build_plan(
         names["avatar"] = str(avatar.pop("model"))
 
     needed = ["vad", "tts", "avatar"] + (["turn", "asr", "llm"] if pipeline_mode == "full" else [])
+    if pipeline_mode == "full" and names["retrieval"]:  # a root without the group (~retrieval) retrieves nothing
+        needed.append("retrieval")
     if not settings.use_turn_detector and "turn" in needed:
         needed.remove("turn")
     stages = {group: _load_stage(group, names[group], cfg, choices, searchpath) for group in needed}

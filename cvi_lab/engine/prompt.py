@@ -21,6 +21,18 @@ def system_message(prompt: str, persona_context: str, conversational_context: st
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
 
 
+def with_passages(messages: Sequence[ChatMessage], heading: str, passages: Sequence[str]) -> list[ChatMessage]:
+    """The prompt with knowledge-base passages ahead of the latest user message. Why there and not in the
+    system message: the system message and the history stay byte-identical from turn to turn, so the LLM's
+    prompt cache keeps holding them; only this turn's tail carries the passages."""
+    out = list(messages)
+    if not passages or not out or out[-1].role != "user":
+        return out
+    facts = "\n".join(f"- {p}" for p in passages)
+    out[-1] = ChatMessage("user", f"{heading}\n{facts}\n\n{out[-1].content}")
+    return out
+
+
 class Dialogue:
     """The call as the LLM knows it: prompt, persona context, current conversational context and history."""
 

@@ -23,6 +23,7 @@ from cvi_lab.engine.factory import create_engine
 from cvi_lab.engine.recording import CallRecorder, recording_path
 from cvi_lab.engine.stage_pool import StagePool
 from cvi_lab.media import VideoFrame
+from cvi_lab.stages.retrieval import Passage
 from cvi_lab.transport.contract import INBOUND_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class EngineRuntime:
         call = self.call
         persona, record = call.persona, call.record
         artifacts = await call.replica_artifacts()
+        passages, strategy = call.knowledge()
         spec = ConversationSpec(
             conversation_id=call.conversation_id,
             system_prompt=persona.get("system_prompt") or "",
@@ -53,6 +55,7 @@ class EngineRuntime:
             custom_greeting=record.get("custom_greeting"),
             pipeline_mode=persona.get("pipeline_mode") or "full",
             replica_id=call.replica["replica_id"],
+            passages=tuple(Passage(*p) for p in passages), retrieval_strategy=strategy,
         )
         self.engine = await create_engine(
             self.cfg, spec, layers=persona.get("layers") or {}, language=call.language.name, pool=self.pool,

@@ -98,6 +98,36 @@ CREATE INDEX webhook_deliveries_status ON webhook_deliveries(status);
 """
 
 
+KNOWLEDGE_BASE_SQL = """
+CREATE TABLE documents (
+    document_id TEXT PRIMARY KEY,
+    document_name TEXT,
+    document_url TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress INTEGER NOT NULL DEFAULT 0,
+    error_message TEXT,
+    callback_url TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    properties TEXT NOT NULL DEFAULT '{}',
+    passage_count INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE document_passages (
+    document_id TEXT NOT NULL REFERENCES documents(document_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (document_id, idx)
+);
+ALTER TABLE conversations ADD COLUMN document_ids TEXT;
+ALTER TABLE conversations ADD COLUMN document_tags TEXT;
+ALTER TABLE conversations ADD COLUMN document_retrieval_strategy TEXT;
+ALTER TABLE personas ADD COLUMN document_ids TEXT;
+ALTER TABLE personas ADD COLUMN document_tags TEXT;
+ALTER TABLE personas ADD COLUMN document_retrieval_strategy TEXT
+"""
+
+
 def _seed_defaults(conn: sqlite3.Connection, now: str) -> None:
     """The default replica and persona exist after installation."""
     r = DEFAULT_REPLICA
@@ -122,6 +152,7 @@ MIGRATIONS: list[Migration] = [
     (1, "initial schema", INIT_SQL),
     (2, "default persona and replica", _seed_defaults),
     (3, "conversation recording path", "ALTER TABLE conversations ADD COLUMN recording_path TEXT"),
+    (4, "knowledge base: documents, passages; document fields on conversations and personas", KNOWLEDGE_BASE_SQL),
 ]
 
 

@@ -14,19 +14,22 @@ from typing import Any, Iterable
 
 from cvi_lab.clock import Clock, SystemClock
 from cvi_lab.domain.timefmt import iso
+from cvi_lab.domain.documents import KNOWLEDGE_FIELDS
 from cvi_lab.store import migrations
+from cvi_lab.store.documents import DocumentTables
 
-_JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts"}
+_JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts", "tags", "document_ids", "document_tags"}
 _BOOL_COLUMNS = {"test_mode", "require_auth"}
 
-PERSONA_COLUMNS = ("persona_name", "system_prompt", "context", "default_replica_id", "pipeline_mode", "layers")
+PERSONA_COLUMNS = ("persona_name", "system_prompt", "context", "default_replica_id", "pipeline_mode", "layers",
+                   *KNOWLEDGE_FIELDS)
 REPLICA_COLUMNS = (
     "replica_name", "status", "training_progress", "error_message", "train_video_url", "callback_url", "artifacts",
 )
 CONVERSATION_COLUMNS = (
     "conversation_name", "status", "conversation_url", "replica_id", "persona_id", "callback_url",
     "conversational_context", "custom_greeting", "test_mode", "require_auth", "meeting_token", "max_participants",
-    "properties", "shutdown_reason", "ended_at", "recording_path",
+    "properties", "shutdown_reason", "ended_at", "recording_path", *KNOWLEDGE_FIELDS,
 )
 
 
@@ -35,7 +38,7 @@ def message_type_of(event_type: str) -> str:
     return head if head in ("system", "application", "conversation") else "system"
 
 
-class Store:
+class Store(DocumentTables):
     def __init__(self, path: str | pathlib.Path, clock: Clock | None = None) -> None:
         self.path = pathlib.Path(path)
         self.clock = clock or SystemClock()

@@ -108,7 +108,9 @@ async def test_api_only_app_has_no_meeting_page_and_documents_its_routes(api):
                 ("post", "/v2/pals"), ("get", "/v2/pals"), ("get", "/v2/pals/{pal_id}"),
                 ("patch", "/v2/pals/{pal_id}"), ("delete", "/v2/pals/{pal_id}"),
                 ("post", "/v2/faces"), ("get", "/v2/faces"), ("get", "/v2/faces/{face_id}"),
-                ("delete", "/v2/faces/{face_id}")}
+                ("delete", "/v2/faces/{face_id}"),
+                ("post", "/v2/documents"), ("get", "/v2/documents"), ("get", "/v2/documents/{document_id}"),
+                ("patch", "/v2/documents/{document_id}"), ("delete", "/v2/documents/{document_id}")}
     got = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert got == expected
     schemas = spec["components"]["schemas"]

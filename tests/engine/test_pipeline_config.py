@@ -9,7 +9,7 @@ from cvi_lab import config
 from cvi_lab.engine.pipeline_config import (EngineSettings, PipelineConfigError, build_plan, load_engine_settings,
                                             load_stage_config)
 
-GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar")
+GROUPS = ("vad", "turn", "asr", "llm", "tts", "avatar", "retrieval")
 
 
 def cfg(*overrides):

@@ -1,0 +1,1 @@
+"""Outbound network access the server makes on a client's behalf (see safe_fetch.py)."""
