@@ -43,8 +43,8 @@ class ConversationEndpoint:
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         self.runtime.participant_audio(participant_id, pcm)
 
-    async def interaction(self, participant_id: str, message: object) -> None:
-        await self.runtime.interaction(participant_id, message)
+    async def interaction(self, participant_id: str, message: object) -> str | None:
+        return await self.runtime.interaction(participant_id, message)
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         return self.runtime.outgoing()

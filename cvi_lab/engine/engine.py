@@ -28,9 +28,10 @@ from cvi_lab.domain.conversation import DEFAULT_GREETING, ShutdownReason
 from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
+from cvi_lab.engine.emotion import EmotionTable
 from cvi_lab.engine.events import EventBus, Sinks
 from cvi_lab.engine.frame_pump import FramePump
-from cvi_lab.engine.interactions import SENSITIVITY_KEYS, parse_interaction, text_prop
+from cvi_lab.engine.interactions import SENSITIVITY_KEYS, parse_interaction, text_prop, tool_result_props
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import EngineSettings, PipelineConfigError
 from cvi_lab.engine.prompt import Dialogue
@@ -38,6 +39,7 @@ from cvi_lab.engine.speaker import Speaker
 from cvi_lab.engine.speech import Speech
 from cvi_lab.engine.turns import TurnTaking, UserTurn
 from cvi_lab.media import VideoFrame
+from cvi_lab.stages.avatar.expression import ExpressiveAvatar
 from cvi_lab.stages.base import ASR, LLM, TTS, VAD, AvatarRenderer, ChatMessage, Transcript, TurnDetector
 
 __all__ = ["ConversationEngine", "ConversationSpec", "Sinks", "Stages"]
@@ -101,6 +103,7 @@ class ConversationEngine:
         self._tasks: set[asyncio.Task] = set()
         self._pump_task: asyncio.Task | None = None
 
+        self.emotions = EmotionTable(settings.emotions)
         self.bus = EventBus(self.conversation_id, self.clock, sinks or Sinks(), lambda: self.turn_idx, self._spawn)
         self.dialogue = Dialogue(spec.system_prompt or DEFAULT_PERSONA["system_prompt"], spec.persona_context,
                                  spec.conversational_context, settings.tools, settings.history_max_messages,
@@ -351,18 +354,19 @@ class ConversationEngine:
         self.speaker.drop_held(turn)
 
     # ================================================================ interactions (data channel)
-    async def handle_interaction(self, message: object) -> None:
-        """Validate and apply one data-channel message; anything wrong → an error event, the call goes on."""
+    async def handle_interaction(self, message: object) -> str | None:
+        """Validate and apply one data-channel message; anything wrong → an error event (and returned), the call
+        goes on."""
         try:
             event_type, props = parse_interaction(message, self.conversation_id)
         except ValueError as exc:
             self.bus.error(str(exc), "interaction")
-            return
+            return str(exc)
         try:
             if event_type == "conversation.echo":
                 self.echo.handle(props)
             elif event_type == "conversation.respond":
-                self._respond_message(props)
+                self._respond(text_prop(props, "text"), "respond", announce=True)
             elif event_type == "conversation.interrupt":
                 self._interrupt("interaction")
             elif event_type == "conversation.overwrite_llm_context":
@@ -371,20 +375,44 @@ class ConversationEngine:
                 self.dialogue.append_context(text_prop(props, "context"))
             elif event_type == "conversation.sensitivity":
                 self._sensitivity(props)
+            elif event_type == "conversation.tool_result":
+                self._tool_result(props)
+            elif event_type == "conversation.set_emotion":
+                self._set_emotion(props)
         except (ValueError, PipelineConfigError) as exc:
             self.bus.error(str(exc), "interaction", received_event_type=event_type)
+            return str(exc)
+        return None
 
-    def _respond_message(self, props: dict) -> None:
-        text = text_prop(props, "text")
+    def _respond(self, text: str, source: str, announce: bool) -> None:
+        """Answer `text` as the participant's side now (respond: their words; tool_result: the tool's)."""
         if self.echo_mode:
-            raise ValueError("conversation.respond is not available in echo pipeline_mode; use conversation.echo")
+            raise ValueError(f"conversation.{source} is not available in echo pipeline_mode; use conversation.echo")
         self._interrupt("interaction")
         self.turn_idx += 1
         now = self.clock.monotonic()
-        lat = TurnLatency(turn_idx=self.turn_idx, source="respond", speech_end=now, turn_decision=now, asr_final=now)
-        self.bus.emit("conversation.utterance", {"role": "user", "speech": text})
-        self._remember("user", text)
+        lat = TurnLatency(turn_idx=self.turn_idx, source=source, speech_end=now, turn_decision=now, asr_final=now)
+        if announce:
+            self.bus.emit("conversation.utterance", {"role": "user", "speech": text})
+            self._remember("user", text)
         self._answer(lat)
+
+    def _tool_result(self, props: dict) -> None:
+        """Close a tool call: its result enters the dialogue and the replica answers with it."""
+        call_id, name, result = tool_result_props(props)
+        if self.answerer is None:
+            raise ValueError("conversation.tool_result is not available in echo pipeline_mode")
+        call = self.answerer.tool_calls.take(call_id, name)
+        self.dialogue.add_tool_result(self.settings.tool_result_template, call.name, call.arguments, result)
+        self._respond(result, "tool_result", announce=False)
+
+    def _set_emotion(self, props: dict) -> None:
+        """The avatar's expression (if it is an `ExpressiveAvatar`) and the voice of the next clauses (if the TTS
+        is a `StyledVoice`)."""
+        expression, voice = self.emotions.get(props.get("emotion"))
+        if isinstance(self.stages.avatar, ExpressiveAvatar):
+            self.stages.avatar.set_expression(expression)
+        self.speaker.voice_style = voice
 
     def _sensitivity(self, props: dict) -> None:
         levels = {SENSITIVITY_KEYS[k]: v for k, v in props.items() if k in SENSITIVITY_KEYS}

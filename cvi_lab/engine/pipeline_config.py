@@ -60,6 +60,9 @@ class EngineSettings:
     use_turn_detector: bool
     language_code: Optional[str]  # ASR language; None = detect per utterance (multilingual)
     tools: List[Any]
+    tool_result_template: str  # how a conversation.tool_result enters the dialogue ({name}, {arguments}, {result})
+    # conversation.set_emotion: name -> {expression: stages/avatar/expression.py fields, voice: stages/tts/style.py}
+    emotions: Dict[str, Dict[str, Dict[str, float]]] = field(repr=False)
     # sensitivity key -> word -> {setting: value}, kept so `conversation.sensitivity` can re-map at run time
     tables: Dict[str, Dict[str, Dict[str, Any]]] = field(repr=False)
 

@@ -116,8 +116,8 @@ class EngineRuntime:
             except Exception:  # noqa: BLE001 - the recording must not break the media path
                 log.exception("recording participant audio of %s failed", self.call.conversation_id)
 
-    async def interaction(self, participant_id: str, message: object) -> None:
-        await self._started().handle_interaction(message)
+    async def interaction(self, participant_id: str, message: object) -> str | None:
+        return await self._started().handle_interaction(message)
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         return self._started().frames()
