@@ -67,6 +67,10 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
         op["responses"] = {str(r.status): ok, "400": error, "401": error, "404": error}
         if r.method == "POST" and r.path == "/v2/conversations":
             op["responses"]["429"] = error
+        # --- send-app-message (api/app_messages.py): rate limited per conversation ---
+        if r.method == "POST" and r.path.endswith("/send-app-message"):
+            op["responses"]["429"] = error
+        # --- end send-app-message ---
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
