@@ -44,7 +44,8 @@ class EngineRuntime:
     async def start(self) -> None:
         call = self.call
         persona, record = call.persona, call.record
-        artifacts = await call.replica_artifacts()
+        audio_only = call.properties["audio_only"]  # no image: the replica's artifacts are not needed either
+        artifacts = {} if audio_only else await call.replica_artifacts()
         spec = ConversationSpec(
             conversation_id=call.conversation_id,
             system_prompt=persona.get("system_prompt") or "",
@@ -58,6 +59,7 @@ class EngineRuntime:
             self.cfg, spec, layers=persona.get("layers") or {}, language=call.language.name, pool=self.pool,
             sinks=Sinks(record_event=call.add_event, record_turn=call.add_turn_metrics),
             replica_dir=artifacts.get("dir"), apply_greenscreen=call.properties["apply_greenscreen"],
+            audio_only=audio_only,
         )
         await self.engine.start()
         if call.properties["enable_recording"]:

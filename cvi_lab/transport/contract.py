@@ -26,6 +26,7 @@ class CallEndpoint(Protocol):
     captions_enabled: bool  # enable_closed_captions: show the utterance events as captions
     greenscreen: bool  # apply_greenscreen: the replica's background is RGB [0, 255, 155]
     require_auth: bool  # the page needs the meeting_token (?t=...)
+    audio_only: bool  # audio_only (SPEC §5): the answer carries no video track (frames have no image)
 
     def authorize(self, meeting_token: str | None) -> str | None:
         """None if the participant may join; else the reason (e.g. bad token, room full, call ended).

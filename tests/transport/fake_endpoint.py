@@ -36,6 +36,7 @@ class EchoEndpoint:
         self.size = size
         self.captions_enabled = captions_enabled
         self.greenscreen = False
+        self.audio_only = False
         self.require_auth = meeting_token is not None
         self.greeting = greeting
         self.ended = False
