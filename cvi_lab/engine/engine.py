@@ -2,8 +2,8 @@
 
 `ConversationEngine` composes one part per job and makes the decisions between them:
 - inputs: `participant_joined` (first one → greeting), `push_audio` (→ `TurnTaking`, the listening side, which
-  calls back the `TurnHandler` methods below), `handle_interaction` (the data-channel protocol, SPEC §3;
-  `interactions` validates it, `echo.EchoStreams` plays echoes);
+  calls back the `TurnHandler` methods below), `handle_interaction` (the data-channel protocol, SPEC §3 and §5:
+  `interactions` validates it, `inbound.Inbound` applies it, `echo.EchoStreams` plays echoes);
 - a committed user turn → `answering.Answerer`: LLM stream → clause chunker → the speaker, overlapped;
   `prompt.Dialogue` holds the history and builds the ONE system message (`system_message()`);
 - `speaker.Speaker`: TTS → avatar, the ledger of what the participant has *heard* (`speech`), barge-in;
@@ -29,9 +29,9 @@ from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
 from cvi_lab.engine.emotion import EmotionTable
+from cvi_lab.engine.inbound import Inbound
 from cvi_lab.engine.events import EventBus, Sinks
 from cvi_lab.engine.frame_pump import FramePump
-from cvi_lab.engine.interactions import SENSITIVITY_KEYS, parse_interaction, text_prop, tool_result_props
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import EngineSettings, PipelineConfigError
 from cvi_lab.engine.prompt import Dialogue
@@ -39,7 +39,6 @@ from cvi_lab.engine.speaker import Speaker
 from cvi_lab.engine.speech import Speech
 from cvi_lab.engine.turns import TurnTaking, UserTurn
 from cvi_lab.media import VideoFrame
-from cvi_lab.stages.avatar.expression import ExpressiveAvatar
 from cvi_lab.stages.base import ASR, LLM, TTS, VAD, AvatarRenderer, ChatMessage, Transcript, TurnDetector
 
 __all__ = ["ConversationEngine", "ConversationSpec", "Sinks", "Stages"]
@@ -119,6 +118,7 @@ class ConversationEngine:
         self.listener = TurnTaking(
             stages.vad, stages.turn, None if self.echo_mode else stages.asr, settings, self.clock, self
         )
+        self.inbound = Inbound(self)
 
     # ================================================================ lifecycle
     async def start(self) -> None:
@@ -355,37 +355,13 @@ class ConversationEngine:
 
     # ================================================================ interactions (data channel)
     async def handle_interaction(self, message: object) -> str | None:
-        """Validate and apply one data-channel message; anything wrong → an error event (and returned), the call
-        goes on."""
-        try:
-            event_type, props = parse_interaction(message, self.conversation_id)
-        except ValueError as exc:
-            self.bus.error(str(exc), "interaction")
-            return str(exc)
-        try:
-            if event_type == "conversation.echo":
-                self.echo.handle(props)
-            elif event_type == "conversation.respond":
-                self._respond(text_prop(props, "text"), "respond", announce=True)
-            elif event_type == "conversation.interrupt":
-                self._interrupt("interaction")
-            elif event_type == "conversation.overwrite_llm_context":
-                self.dialogue.overwrite_context(text_prop(props, "context", allow_empty=True))
-            elif event_type == "conversation.append_llm_context":
-                self.dialogue.append_context(text_prop(props, "context"))
-            elif event_type == "conversation.sensitivity":
-                self._sensitivity(props)
-            elif event_type == "conversation.tool_result":
-                self._tool_result(props)
-            elif event_type == "conversation.set_emotion":
-                self._set_emotion(props)
-        except (ValueError, PipelineConfigError) as exc:
-            self.bus.error(str(exc), "interaction", received_event_type=event_type)
-            return str(exc)
-        return None
+        """Validate and apply one data-channel (or send-app-message) envelope; anything wrong → an error event,
+        and returned; the call goes on (see `inbound.Inbound`)."""
+        return await self.inbound.handle(message)
 
-    def _respond(self, text: str, source: str, announce: bool) -> None:
-        """Answer `text` as the participant's side now (respond: their words; tool_result: the tool's)."""
+    def respond_to(self, text: str, source: str, announce: bool) -> None:
+        """Answer `text` as the participant's side now (respond: their words, announced as their utterance;
+        tool_result: a tool's, already in the dialogue)."""
         if self.echo_mode:
             raise ValueError(f"conversation.{source} is not available in echo pipeline_mode; use conversation.echo")
         self._interrupt("interaction")
@@ -397,33 +373,6 @@ class ConversationEngine:
             self._remember("user", text)
         self._answer(lat)
 
-    def _tool_result(self, props: dict) -> None:
-        """Close a tool call: its result enters the dialogue and the replica answers with it."""
-        call_id, name, result = tool_result_props(props)
-        if self.answerer is None:
-            raise ValueError("conversation.tool_result is not available in echo pipeline_mode")
-        call = self.answerer.tool_calls.take(call_id, name)
-        self.dialogue.add_tool_result(self.settings.tool_result_template, call.name, call.arguments, result)
-        self._respond(result, "tool_result", announce=False)
-
-    def _set_emotion(self, props: dict) -> None:
-        """The avatar's expression (if it is an `ExpressiveAvatar`) and the voice of the next clauses (if the TTS
-        is a `StyledVoice`)."""
-        expression, voice = self.emotions.get(props.get("emotion"))
-        if isinstance(self.stages.avatar, ExpressiveAvatar):
-            self.stages.avatar.set_expression(expression)
-        self.speaker.voice_style = voice
-
-    def _sensitivity(self, props: dict) -> None:
-        levels = {SENSITIVITY_KEYS[k]: v for k, v in props.items() if k in SENSITIVITY_KEYS}
-        unknown = sorted(set(props) - set(SENSITIVITY_KEYS))
-        if unknown or not levels:
-            raise ValueError(
-                f"conversation.sensitivity: properties {unknown or '{}'} not accepted; use "
-                "participant_pause_sensitivity and/or participant_interrupt_sensitivity"
-            )
-        # VAD min silence is fixed when the VAD is built; the turn threshold, patience and barge-in apply now.
-        self.settings = self.settings.with_sensitivity(**levels)
-        self.listener.settings = self.settings
-        if self.answerer is not None:
-            self.answerer.settings = self.settings
+    def interrupt(self) -> None:
+        """conversation.interrupt: stop what the replica says (not the greeting)."""
+        self._interrupt("interaction")
