@@ -56,7 +56,7 @@ class VideoFrame:
     audio and video that belong together. `interrupted` marks the first frame after a barge-in cleared the
     renderer: audio sent before it was cut, so a transport drops whatever of it it still buffers."""
 
-    image: np.ndarray
+    image: np.ndarray | None  # None in audio_only calls: nothing is rendered
     pts: float
     audio: np.ndarray
     audio_rate: int

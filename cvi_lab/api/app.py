@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from aiohttp import web
 
 from cvi_lab.cpu import deprioritize_media
-from cvi_lab.api import conversations, documents, personas, replicas
+from cvi_lab.api import app_messages, conversations, documents, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
 from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
@@ -36,7 +36,7 @@ from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*conversations.ROUTES, *personas.ROUTES, *replicas.ROUTES, *documents.ROUTES]
+ROUTES: list[Route] = [*conversations.ROUTES, *app_messages.ROUTES, *personas.ROUTES, *replicas.ROUTES, *documents.ROUTES]
 Installer = Callable[[web.Application], Any]
 
 

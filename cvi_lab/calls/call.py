@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Coroutine
 
+from cvi_lab.calls.rate import RateWindow
 from cvi_lab.calls.room import CallRoom, MemberKind
 from cvi_lab.clock import TimerHandle
 from cvi_lab.domain.documents import knowledge_scope
@@ -33,6 +34,7 @@ class Call:
     room: CallRoom
     started_mono: float
     manager: "ConversationManager"
+    app_messages: RateWindow  # send-app-message requests (server.limits.app_messages_*)
     runtime: "ConversationRuntime | None" = None  # None when the server registers no runtime factory
     endpoint: "ConversationEndpoint | None" = None  # set once the runtime has started
     timers: dict[str, TimerHandle] = field(default_factory=dict)

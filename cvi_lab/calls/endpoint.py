@@ -29,6 +29,7 @@ class ConversationEndpoint:
         # SPEC §1: what the meeting page shows, fixed when the conversation is created
         self.captions_enabled = bool(properties["enable_closed_captions"])
         self.greenscreen = bool(properties["apply_greenscreen"])
+        self.audio_only = bool(properties["audio_only"])  # SPEC §5: no video track offered
         self.require_auth = bool(call.record["require_auth"])
 
     def authorize(self, meeting_token: str | None) -> str | None:
@@ -43,8 +44,8 @@ class ConversationEndpoint:
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         self.runtime.participant_audio(participant_id, pcm)
 
-    async def interaction(self, participant_id: str, message: object) -> None:
-        await self.runtime.interaction(participant_id, message)
+    async def interaction(self, participant_id: str, message: object) -> str | None:
+        return await self.runtime.interaction(participant_id, message)
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         return self.runtime.outgoing()

@@ -17,6 +17,7 @@ from typing import Any, Callable, Coroutine, Mapping
 from cvi_lab.calls.call import Call
 from cvi_lab.calls.documents import check_document_ids
 from cvi_lab.calls.endpoint import ConversationEndpoint
+from cvi_lab.calls.rate import RateWindow
 from cvi_lab.calls.replicas import ReplicaService
 from cvi_lab.calls.room import CallRoom, MemberKind, PresenceEvent
 from cvi_lab.calls.runtime import ClosableRuntimeFactory, RuntimeFactory
@@ -206,6 +207,8 @@ class ConversationManager:
         call = Call(
             conversation_id=cid, record=record, persona=persona, replica=replica, language=language,
             room=CallRoom(cid, req.max_participants), started_mono=self.clock.monotonic(), manager=self,
+            app_messages=RateWindow(int(self.limits["app_messages_per_window"]),
+                                    float(self.limits["app_messages_window_s"]), self.clock.monotonic),
         )
         self.live[cid] = call
         self.store.start_usage(cid)
@@ -279,6 +282,28 @@ class ConversationManager:
         call = self.live.get(conversation_id)
         if call is not None:
             await call.participant_left(participant_id, reason)
+
+    # ------------------------------------------------------------ app messages
+    async def app_message(self, conversation_id: str, message: object) -> dict[str, Any]:
+        """`POST .../send-app-message`: one interaction envelope into the live call, through the same endpoint
+        the data channel uses. 404 unknown, 400 ended / not live / refused by the runtime, 429 over the rate."""
+        call = self.live.get(conversation_id)
+        if call is None or call.ending:
+            if call is None and self.store.get_conversation(conversation_id) is None:
+                raise NotFound(f"conversation {conversation_id!r} does not exist")
+            raise InvalidInput(f"conversation {conversation_id} has ended; app messages go to active conversations")
+        wait = call.app_messages.admit()
+        if wait is not None:
+            raise LimitReached(f"more than {call.app_messages.max_requests} app messages in "
+                               f"{call.app_messages.window_s:g} s to conversation {conversation_id}; "
+                               f"retry in {wait:.1f} s")
+        if call.endpoint is None:
+            raise InvalidInput(f"conversation {conversation_id} has no live runtime on this server "
+                               "(server.runtimes is empty), so it cannot take interactions")
+        refused = await call.endpoint.interaction("app-message", message)
+        if refused is not None:
+            raise InvalidInput(refused)
+        return {"conversation_id": conversation_id, "status": "delivered"}
 
     # ------------------------------------------------------------ end, delete
     async def end(

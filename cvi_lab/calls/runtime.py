@@ -37,8 +37,9 @@ class ConversationRuntime(Protocol):
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         """A 20 ms frame of participant audio (int16 mono, 16 kHz). Must not block."""
 
-    async def interaction(self, participant_id: str, message: object) -> None:
-        """A data-channel message, JSON-decoded."""
+    async def interaction(self, participant_id: str, message: object) -> str | None:
+        """A data-channel message (or the same envelope from `send-app-message`), JSON-decoded. Returns None when
+        it was applied, else why it was refused (the runtime has also sent that as a `conversation.error`)."""
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         """The replica's frames, each with the audio that plays during it, paced in real time."""

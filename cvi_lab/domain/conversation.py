@@ -45,6 +45,7 @@ class ConversationProperties(RequestModel):
     apply_greenscreen: bool = False
     enable_recording: bool = False
     enable_closed_captions: bool = False
+    audio_only: bool = False  # SPEC §5: no video track is offered and no frames are rendered
 
     @field_validator("max_call_duration")
     @classmethod

@@ -20,7 +20,7 @@ from cvi_lab.engine.pipeline_config import EngineSettings
 from cvi_lab.engine.prompt import Dialogue, with_passages
 from cvi_lab.engine.speaker import Speaker, StageFailure, drain
 from cvi_lab.engine.speech import Speech
-from cvi_lab.engine.tools import opens_tool_call, parse_tool_call
+from cvi_lab.engine.tools import PendingToolCalls, opens_tool_call, parse_tool_call
 from cvi_lab.stages.base import LLM, ChatMessage, LLMStats
 from cvi_lab.stages.retrieval import Knowledge
 
@@ -33,6 +33,7 @@ class Answerer:
         self.llm, self.settings, self.dialogue, self.speaker = llm, settings, dialogue, speaker
         self.bus, self.clock, self._spawn = bus, clock, spawn
         self.knowledge = knowledge  # None: the call has no documents (or the pipeline no retriever)
+        self.tool_calls = PendingToolCalls()  # made, not yet answered by a conversation.tool_result
 
     async def prime(self, messages: list[ChatMessage] | None = None) -> None:
         """Pre-fill the LLM's prompt cache with the prompt so far (system message + history, or `messages`), off
@@ -136,6 +137,8 @@ class Answerer:
         except ValueError as exc:
             self.bus.error(str(exc), "llm", stage="llm")
             return
-        self.bus.emit("conversation.tool_call", {"name": call.name, "arguments": call.arguments},
+        self.tool_calls.add(call)
+        self.bus.emit("conversation.tool_call",
+                      {"name": call.name, "arguments": call.arguments, "tool_call_id": call.tool_call_id},
                       speech.turn_idx, inference_id=speech.inference_id)
 

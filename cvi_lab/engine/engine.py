@@ -2,8 +2,8 @@
 
 `ConversationEngine` composes one part per job and makes the decisions between them:
 - inputs: `participant_joined` (first one → greeting), `push_audio` (→ `TurnTaking`, the listening side, which
-  calls back the `TurnHandler` methods below), `handle_interaction` (the data-channel protocol, SPEC §3;
-  `interactions` validates it, `echo.EchoStreams` plays echoes);
+  calls back the `TurnHandler` methods below), `handle_interaction` (the data-channel protocol, SPEC §3 and §5:
+  `interactions` validates it, `inbound.Inbound` applies it, `echo.EchoStreams` plays echoes);
 - a committed user turn → `answering.Answerer`: LLM stream → clause chunker → the speaker, overlapped;
   `prompt.Dialogue` holds the history and builds the ONE system message (`system_message()`);
 - `speaker.Speaker`: TTS → avatar, the ledger of what the participant has *heard* (`speech`), barge-in;
@@ -29,9 +29,10 @@ from cvi_lab.domain.documents import DEFAULT_RETRIEVAL_STRATEGY, RetrievalStrate
 from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
+from cvi_lab.engine.emotion import EmotionTable
+from cvi_lab.engine.inbound import Inbound
 from cvi_lab.engine.events import EventBus, Sinks
 from cvi_lab.engine.frame_pump import FramePump
-from cvi_lab.engine.interactions import SENSITIVITY_KEYS, parse_interaction, text_prop
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import EngineSettings, PipelineConfigError
 from cvi_lab.engine.prompt import Dialogue
@@ -106,6 +107,7 @@ class ConversationEngine:
         self._tasks: set[asyncio.Task] = set()
         self._pump_task: asyncio.Task | None = None
 
+        self.emotions = EmotionTable(settings.emotions)
         self.bus = EventBus(self.conversation_id, self.clock, sinks or Sinks(), lambda: self.turn_idx, self._spawn)
         self.dialogue = Dialogue(spec.system_prompt or DEFAULT_PERSONA["system_prompt"], spec.persona_context,
                                  spec.conversational_context, settings.tools, settings.history_max_messages,
@@ -123,6 +125,7 @@ class ConversationEngine:
         self.listener = TurnTaking(
             stages.vad, stages.turn, None if self.echo_mode else stages.asr, settings, self.clock, self
         )
+        self.inbound = Inbound(self)
 
     # ================================================================ lifecycle
     async def start(self) -> None:
@@ -358,51 +361,25 @@ class ConversationEngine:
         self.speaker.drop_held(turn)
 
     # ================================================================ interactions (data channel)
-    async def handle_interaction(self, message: object) -> None:
-        """Validate and apply one data-channel message; anything wrong → an error event, the call goes on."""
-        try:
-            event_type, props = parse_interaction(message, self.conversation_id)
-        except ValueError as exc:
-            self.bus.error(str(exc), "interaction")
-            return
-        try:
-            if event_type == "conversation.echo":
-                self.echo.handle(props)
-            elif event_type == "conversation.respond":
-                self._respond_message(props)
-            elif event_type == "conversation.interrupt":
-                self._interrupt("interaction")
-            elif event_type == "conversation.overwrite_llm_context":
-                self.dialogue.overwrite_context(text_prop(props, "context", allow_empty=True))
-            elif event_type == "conversation.append_llm_context":
-                self.dialogue.append_context(text_prop(props, "context"))
-            elif event_type == "conversation.sensitivity":
-                self._sensitivity(props)
-        except (ValueError, PipelineConfigError) as exc:
-            self.bus.error(str(exc), "interaction", received_event_type=event_type)
+    async def handle_interaction(self, message: object) -> str | None:
+        """Validate and apply one data-channel (or send-app-message) envelope; anything wrong → an error event,
+        and returned; the call goes on (see `inbound.Inbound`)."""
+        return await self.inbound.handle(message)
 
-    def _respond_message(self, props: dict) -> None:
-        text = text_prop(props, "text")
+    def respond_to(self, text: str, source: str, announce: bool) -> None:
+        """Answer `text` as the participant's side now (respond: their words, announced as their utterance;
+        tool_result: a tool's, already in the dialogue)."""
         if self.echo_mode:
-            raise ValueError("conversation.respond is not available in echo pipeline_mode; use conversation.echo")
+            raise ValueError(f"conversation.{source} is not available in echo pipeline_mode; use conversation.echo")
         self._interrupt("interaction")
         self.turn_idx += 1
         now = self.clock.monotonic()
-        lat = TurnLatency(turn_idx=self.turn_idx, source="respond", speech_end=now, turn_decision=now, asr_final=now)
-        self.bus.emit("conversation.utterance", {"role": "user", "speech": text})
-        self._remember("user", text)
+        lat = TurnLatency(turn_idx=self.turn_idx, source=source, speech_end=now, turn_decision=now, asr_final=now)
+        if announce:
+            self.bus.emit("conversation.utterance", {"role": "user", "speech": text})
+            self._remember("user", text)
         self._answer(lat)
 
-    def _sensitivity(self, props: dict) -> None:
-        levels = {SENSITIVITY_KEYS[k]: v for k, v in props.items() if k in SENSITIVITY_KEYS}
-        unknown = sorted(set(props) - set(SENSITIVITY_KEYS))
-        if unknown or not levels:
-            raise ValueError(
-                f"conversation.sensitivity: properties {unknown or '{}'} not accepted; use "
-                "participant_pause_sensitivity and/or participant_interrupt_sensitivity"
-            )
-        # VAD min silence is fixed when the VAD is built; the turn threshold, patience and barge-in apply now.
-        self.settings = self.settings.with_sensitivity(**levels)
-        self.listener.settings = self.settings
-        if self.answerer is not None:
-            self.answerer.settings = self.settings
+    def interrupt(self) -> None:
+        """conversation.interrupt: stop what the replica says (not the greeting)."""
+        self._interrupt("interaction")

@@ -35,9 +35,11 @@ async def create_engine(
     apply_greenscreen: bool = False,
     seed: int | None = None,
     plan: PipelinePlan | None = None,
+    audio_only: bool = False,
 ) -> ConversationEngine:
-    """Resolve the pipeline, load (or reuse) its stages, return an engine (not started yet)."""
-    plan = plan or build_plan(cfg, layers, language, spec.pipeline_mode)
+    """Resolve the pipeline, load (or reuse) its stages, return an engine (not started yet). `audio_only`: the
+    avatar renders no image (see `build_plan`)."""
+    plan = plan or build_plan(cfg, layers, language, spec.pipeline_mode, audio_only=audio_only)
     avatar_kwargs: dict[str, Any] = {"replica_dir": str(replica_dir) if replica_dir else None,
                                      "apply_greenscreen": bool(apply_greenscreen)}
     if seed is not None:

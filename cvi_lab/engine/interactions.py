@@ -15,6 +15,8 @@ INTERACTIONS = {
     "conversation.overwrite_llm_context",
     "conversation.append_llm_context",
     "conversation.sensitivity",
+    "conversation.tool_result",
+    "conversation.set_emotion",
 }
 # conversation.sensitivity property -> EngineSettings.with_sensitivity keyword
 SENSITIVITY_KEYS = {"participant_pause_sensitivity": "pause_sensitivity",
@@ -52,3 +54,17 @@ def text_prop(props: dict, key: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise ValueError(f"'{key}' must be a non-empty string")
     return value
+
+
+def tool_result_props(props: dict) -> tuple[str | None, str | None, str]:
+    """(tool_call_id, name, result as text) of a conversation.tool_result; the call is named by id or name."""
+    call_id, name = props.get("tool_call_id"), props.get("name")
+    for key, value in (("tool_call_id", call_id), ("name", name)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"conversation.tool_result: '{key}' must be a non-empty string")
+    if call_id is None and name is None:
+        raise ValueError("conversation.tool_result: give 'tool_call_id' (from conversation.tool_call) or 'name'")
+    if "result" not in props:
+        raise ValueError("conversation.tool_result: 'result' is required (a string or any JSON value)")
+    result = props["result"]
+    return call_id, name, result if isinstance(result, str) else json.dumps(result)

@@ -60,6 +60,10 @@ class EngineSettings:
     use_turn_detector: bool
     language_code: Optional[str]  # ASR language; None = detect per utterance (multilingual)
     tools: List[Any]
+    audio_only_avatar: str  # the avatar config of audio_only conversations (no image rendered)
+    tool_result_template: str  # how a conversation.tool_result enters the dialogue ({name}, {arguments}, {result})
+    # conversation.set_emotion: name -> {expression: stages/avatar/expression.py fields, voice: stages/tts/style.py}
+    emotions: Dict[str, Dict[str, Dict[str, float]]] = field(repr=False)
     # sensitivity key -> word -> {setting: value}, kept so `conversation.sensitivity` can re-map at run time
     tables: Dict[str, Dict[str, Dict[str, Any]]] = field(repr=False)
 
@@ -176,9 +180,11 @@ def build_plan(
     layers: Mapping[str, Any] | None = None,
     language: str = "english",
     pipeline_mode: str = "full",
+    audio_only: bool = False,
 ) -> PipelinePlan:
     """Resolve the stage configs and engine settings of one conversation (cfg: from `cvi_lab.config.compose`,
-    or a lab job's config; None = the shipped serve config)."""
+    or a lab job's config; None = the shipped serve config). `audio_only`: the avatar is
+    `engine.audio_only_avatar` (no rendering) whatever the persona's avatar layer says."""
     cfg = config.compose() if cfg is None else cfg
     layers = {k: dict(v or {}) for k, v in (layers or {}).items()}
     if pipeline_mode not in ("full", "echo"):
@@ -220,6 +226,8 @@ def build_plan(
         names["turn"] = turn_model
     if avatar.get("model"):
         names["avatar"] = str(avatar.pop("model"))
+    if audio_only:
+        names["avatar"], avatar = settings.audio_only_avatar, {}
 
     needed = ["vad", "tts", "avatar"] + (["turn", "asr", "llm"] if pipeline_mode == "full" else [])
     if pipeline_mode == "full" and names["retrieval"]:  # a root without the group (~retrieval) retrieves nothing

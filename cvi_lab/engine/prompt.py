@@ -67,6 +67,11 @@ class Dialogue:
     def append_context(self, extra: str) -> None:
         self.context = f"{self.context} {extra}".strip()
 
+    def add_tool_result(self, template: str, name: str, arguments: str, result: str) -> None:
+        """A tool's result, as the participant's side of the dialogue (after the turn that asked for it), so
+        the next answer is built on it; `template` (engine.tool_result_template) words it for the LLM."""
+        self.add("user", template.format(name=name, arguments=arguments, result=result))
+
     def add(self, role: str, text: str) -> None:
         """Append to the history, merging consecutive messages of one role (an answer never heard)."""
         if self.history and self.history[-1].role == role:

@@ -45,7 +45,8 @@ class EngineRuntime:
     async def start(self) -> None:
         call = self.call
         persona, record = call.persona, call.record
-        artifacts = await call.replica_artifacts()
+        audio_only = call.properties["audio_only"]  # no image: the replica's artifacts are not needed either
+        artifacts = {} if audio_only else await call.replica_artifacts()
         passages, strategy = call.knowledge()
         spec = ConversationSpec(
             conversation_id=call.conversation_id,
@@ -61,6 +62,7 @@ class EngineRuntime:
             self.cfg, spec, layers=persona.get("layers") or {}, language=call.language.name, pool=self.pool,
             sinks=Sinks(record_event=call.add_event, record_turn=call.add_turn_metrics),
             replica_dir=artifacts.get("dir"), apply_greenscreen=call.properties["apply_greenscreen"],
+            audio_only=audio_only,
         )
         await self.engine.start()
         if call.properties["enable_recording"]:
@@ -119,8 +121,8 @@ class EngineRuntime:
             except Exception:  # noqa: BLE001 - the recording must not break the media path
                 log.exception("recording participant audio of %s failed", self.call.conversation_id)
 
-    async def interaction(self, participant_id: str, message: object) -> None:
-        await self._started().handle_interaction(message)
+    async def interaction(self, participant_id: str, message: object) -> str | None:
+        return await self._started().handle_interaction(message)
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         return self._started().frames()

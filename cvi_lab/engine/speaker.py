@@ -2,8 +2,13 @@
 
 Why separate: producing a speech (TTS each clause as it arrives, queue its audio on the avatar, book it in
 the ledger) and ending it (played out, interrupted, superseded) is one lifecycle with one set of events
-(started/stopped_speaking, replica_interrupted); the engine decides *what* to say and *when* to cut, and is
-told when a speech ends (`on_finished`) to store it.
+(started/stopped_speaking, replica_interrupted, utterance.streaming); the engine decides *what* to say and *when*
+to cut, and is told when a speech ends (`on_finished`) to store it.
+
+`conversation.utterance.streaming` (SPEC §5): one event per clause as its first audio is queued, then one
+`final` event when the speech ends. Properties: `seq` (0, 1, ... within the utterance), `content_index` (the
+clause; the final event carries the number of clauses), `delta` (the clause's text), `speech` (the text so far;
+in the final event what was heard), `final`, `is_interrupted` (true only on the final event of a cut speech).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from cvi_lab.engine.speech import Clause, Speech, SpeechLedger
 from cvi_lab.engine.turns import UserTurn
 from cvi_lab.media import TTSChunk, VideoFrame
 from cvi_lab.stages.base import TTS, AvatarRenderer
+from cvi_lab.stages.tts.style import NEUTRAL_VOICE, StyledVoice, VoiceStyle
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,7 @@ class Speaker:
         self.ledger = SpeechLedger(1.0 / max(1, avatar.fps), self._mark_started, self.finish)
         self.speeches: list[Speech] = []  # not yet finished, in order
         self.barge_in_at: list[float] = []  # clock times of barge-in decisions (tests, lab)
+        self.voice_style: VoiceStyle = NEUTRAL_VOICE  # conversation.set_emotion (used where the TTS can)
 
     @property
     def busy(self) -> bool:
@@ -113,8 +120,10 @@ class Speaker:
             clause = Clause(text)
             speech.clauses.append(clause)
             announced = False
+            style = self.voice_style
             try:
-                async with contextlib.aclosing(tts.stream(text)) as chunks:
+                styled = style != NEUTRAL_VOICE and isinstance(tts, StyledVoice)
+                async with contextlib.aclosing(tts.stream_styled(text, style) if styled else tts.stream(text)) as chunks:
                     async for chunk in _timed(chunks, speech):
                         if speech.hold is not None and not speech.hold.is_set():
                             if speech.latency is not None:
@@ -122,10 +131,7 @@ class Speaker:
                             await speech.hold.wait()  # a speculative answer plays only once the turn is committed
                         if not announced:  # (so a speculative answer that is dropped was never announced)
                             announced = True
-                            self.bus.emit("conversation.utterance.streaming",
-                                          {"role": "replica", "speech": speech.text(), "delta": text, "index": index,
-                                           "inference_id": speech.inference_id}, speech.turn_idx,
-                                          inference_id=speech.inference_id)
+                            self._stream_event(speech, speech.text(), text, index, final=False, interrupted=False)
                             index += 1
                         self.push(speech, clause, chunk)
             except (asyncio.CancelledError, StageFailure):
@@ -150,6 +156,16 @@ class Speaker:
         self.ledger.book(speech, clause, chunk.duration, now)
         self.avatar.push_audio(chunk)
 
+    def _stream_event(self, speech: Speech, so_far: str, delta: str, content_index: int, final: bool,
+                      interrupted: bool) -> None:
+        """One conversation.utterance.streaming event (see the module docstring)."""
+        self.bus.emit("conversation.utterance.streaming",
+                      {"role": "replica", "speech": so_far, "delta": delta, "index": content_index,
+                       "content_index": content_index, "seq": speech.streamed, "final": final,
+                       "is_interrupted": interrupted, "inference_id": speech.inference_id},
+                      speech.turn_idx, inference_id=speech.inference_id)
+        speech.streamed += 1
+
     # ---------------------------------------------------------------- ending
     def _mark_started(self, speech: Speech, now: float) -> None:
         if speech.started:
@@ -171,6 +187,9 @@ class Speaker:
             self.speeches.remove(speech)
         if not self._running():
             return  # shutting down: no more events
+        if speech.streamed:  # the stream of this utterance closes: what was heard of it
+            heard = speech.heard_text() if interrupted else speech.text()
+            self._stream_event(speech, heard, "", len(speech.clauses), final=True, interrupted=interrupted)
         if speech.started:
             if interrupted:
                 self.bus.emit("conversation.replica_interrupted", {"inference_id": speech.inference_id},

@@ -56,6 +56,7 @@ class Speech:
     hold: asyncio.Event | None = None  # speculative answer: its audio waits for this (set at the commit)
     held_turn: UserTurn | None = None  # ... prepared for this user turn
     held_text: str = ""  # ... from this transcript
+    streamed: int = 0  # conversation.utterance.streaming events sent for it (the next one's seq)
 
     @property
     def played_s(self) -> float:

@@ -26,6 +26,7 @@ class CallEndpoint(Protocol):
     captions_enabled: bool  # enable_closed_captions: show the utterance events as captions
     greenscreen: bool  # apply_greenscreen: the replica's background is RGB [0, 255, 155]
     require_auth: bool  # the page needs the meeting_token (?t=...)
+    audio_only: bool  # audio_only (SPEC §5): the answer carries no video track (frames have no image)
 
     def authorize(self, meeting_token: str | None) -> str | None:
         """None if the participant may join; else the reason (e.g. bad token, room full, call ended).
@@ -45,10 +46,12 @@ class CallEndpoint(Protocol):
     def participant_audio(self, participant_id: str, pcm: np.ndarray) -> None:
         """A 20 ms frame of participant audio: int16 mono at INBOUND_SAMPLE_RATE. Must not block."""
 
-    async def interaction(self, participant_id: str, message: object) -> None:
+    async def interaction(self, participant_id: str, message: object) -> str | None:
         """A data-channel message, already JSON-decoded. Text that is not JSON is answered by the transport
         with a `conversation.error` event and never reaches here; `conversation.leave` is handled by the
-        transport (it ends that participant's presence) and is not forwarded."""
+        transport (it ends that participant's presence) and is not forwarded. Returns why the message was
+        refused (None: applied); the endpoint has sent that as an error event already, so the transport
+        ignores it."""
 
     def outgoing(self) -> AsyncIterator[VideoFrame]:
         """The replica's frames, each with the audio that plays during it, paced in real time."""

@@ -2,7 +2,7 @@
 
 Routes (under `base_path`):
 - `GET  /meet/{conversation_id}`          the meeting page (404 page if the conversation is unknown/ended)
-- `GET  /meet/{conversation_id}/info`     JSON the page needs: captions on?, greenscreen?, token needed?
+- `GET  /meet/{conversation_id}/info`     JSON the page needs: captions on?, greenscreen?, token needed?, audio only?
 - `POST /meet/{conversation_id}/offer`    `{sdp, type: "offer", meeting_token?, participant_id?}` ->
                                           `{sdp, type: "answer", participant_id}`
 - `POST /meet/{conversation_id}/leave`    `{participant_id}`: the participant leaves (page fallback to the
@@ -155,6 +155,7 @@ class MeetingTransport:
                 "captions_enabled": endpoint.captions_enabled,
                 "greenscreen": endpoint.greenscreen,
                 "require_auth": endpoint.require_auth,
+                "audio_only": endpoint.audio_only,
             }
         )
 
@@ -223,7 +224,7 @@ class MeetingTransport:
         try:
             if "audio" in kinds:
                 pc.addTrack(peer.audio_out)
-            if "video" in kinds:
+            if "video" in kinds and not endpoint.audio_only:
                 pc.addTrack(peer.video_out)
                 peer.sends_video = True
                 prefer_codec(pc, "video", self.video_codec)

@@ -101,6 +101,7 @@ async def test_api_only_app_has_no_meeting_page_and_documents_its_routes(api):
     expected = {("post", "/v2/conversations"), ("get", "/v2/conversations"), ("get", "/v2/conversations/{conversation_id}"),
                 ("get", "/v2/conversations/{conversation_id}/turns"),
                 ("post", "/v2/conversations/{conversation_id}/end"), ("delete", "/v2/conversations/{conversation_id}"),
+                ("post", "/v2/conversations/{conversation_id}/send-app-message"),
                 ("post", "/v2/personas"), ("get", "/v2/personas"), ("get", "/v2/personas/{persona_id}"),
                 ("patch", "/v2/personas/{persona_id}"), ("delete", "/v2/personas/{persona_id}"),
                 ("post", "/v2/replicas"), ("get", "/v2/replicas"), ("get", "/v2/replicas/{replica_id}"),

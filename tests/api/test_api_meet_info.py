@@ -28,12 +28,15 @@ async def info(api, cid: str) -> tuple[int, dict]:
 
 
 async def test_info_reads_the_conversation_properties(meet_api):
-    on = await create(meet_api, properties={"enable_closed_captions": True, "apply_greenscreen": True})
+    on = await create(meet_api, properties={"enable_closed_captions": True, "apply_greenscreen": True,
+                                            "audio_only": True})
     off = await create(meet_api, require_auth=True)
     assert await info(meet_api, on["conversation_id"]) == (200, {
-        "conversation_id": on["conversation_id"], "captions_enabled": True, "greenscreen": True, "require_auth": False})
+        "conversation_id": on["conversation_id"], "captions_enabled": True, "greenscreen": True, "require_auth": False,
+        "audio_only": True})
     assert await info(meet_api, off["conversation_id"]) == (200, {
-        "conversation_id": off["conversation_id"], "captions_enabled": False, "greenscreen": False, "require_auth": True})
+        "conversation_id": off["conversation_id"], "captions_enabled": False, "greenscreen": False, "require_auth": True,
+        "audio_only": False})
 
 
 async def test_offer_without_the_meeting_token_is_refused(meet_api):

@@ -148,8 +148,12 @@ async def test_barge_in_stops_the_replica_fast_and_truncates_history(cfg, pool, 
     print("barge-in at", round(cut["_t"], 3), "late audible frames:", late[:5])
     assert late == []
     # the history keeps only what was heard: a prefix of what had been generated, shorter than it
-    generated = [e["properties"]["speech"] for e in res.of_type("conversation.utterance.streaming")
-                 if e.get("inference_id") == cut["inference_id"]][-1]
+    stream = [e["properties"] for e in res.of_type("conversation.utterance.streaming")
+              if e.get("inference_id") == cut["inference_id"]]
+    generated = [p["speech"] for p in stream if not p["final"]][-1]
+    # the stream of the cut utterance closes with what was heard, marked interrupted
+    assert stream[-1]["final"] and stream[-1]["is_interrupted"]
+    assert [p["seq"] for p in stream] == list(range(len(stream)))
     heard = [m.content for m in eng.history if m.role == "assistant"][-1]
     print("generated:", generated, "| heard:", heard)
     assert 0 < len(heard.split()) < len(generated.split())

@@ -142,3 +142,46 @@ async def test_stage_pool_aclose_releases_shared_stages_resources():
     pool._shared.update({"llm:a": Holder("a", fail=True), "llm:b": Holder("b"), "tts:c": object()})
     await pool.aclose()
     assert closed == ["b"] and len(pool.loaded) == 3
+
+
+async def test_an_audio_only_call_renders_no_image(tmp_path):
+    """SPEC §5 audio_only: the engine's avatar is engine.audio_only_avatar (whatever the config's avatar is), its
+    frames carry the replica's audio and no image, and the endpoint tells the transport to offer no video."""
+    from cvi_lab.stages.avatar.audio_only import AudioOnlyRenderer
+
+    cfg = make_cfg(tmp_path)
+    OmegaConf.set_struct(cfg, False)
+    cfg = OmegaConf.merge(cfg, STANDIN_STAGES)
+    pool = StagePool()
+    runtimes = []
+
+    def factory(call, room, c):
+        runtimes.append(EngineRuntime(call, c, pool))
+        return runtimes[-1]
+
+    app = create_app(cfg, runtime_factories=[factory])
+    m = app["manager"]
+    await m.start()
+    try:
+        created = await m.create(ConversationCreate.model_validate(
+            {"replica_id": DEFAULT_REPLICA_ID, "custom_greeting": "Hello by voice.", "properties": {"audio_only": True}}))
+        cid = created["conversation_id"]
+        endpoint = m.endpoint_for(cid)
+        assert endpoint.audio_only and isinstance(runtimes[0].engine.stages.avatar, AudioOnlyRenderer)
+        frames, events = [], []
+        endpoint.subscribe(events.append)
+
+        async def consume():
+            async for frame in endpoint.outgoing():
+                frames.append(frame)
+
+        consumer = asyncio.ensure_future(consume())
+        await endpoint.participant_joined("p1")
+        await wait_for(events, "conversation.replica.stopped_speaking")
+        await m.end(cid)
+        await asyncio.wait_for(consumer, 5)
+        assert frames and all(f.image is None for f in frames)
+        assert any(f.speaking and len(f.audio) for f in frames)
+        assert m.get(cid)["properties"]["audio_only"] is True
+    finally:
+        await m.close()

@@ -28,6 +28,7 @@ class EchoEndpoint:
         size: tuple[int, int] = (240, 320),  # (height, width)
         captions_enabled: bool = True,
         greeting: str | None = "Hello from the echo replica",
+        audio_only: bool = False,
     ) -> None:
         self.conversation_id = conversation_id
         self.meeting_token = meeting_token
@@ -36,6 +37,7 @@ class EchoEndpoint:
         self.size = size
         self.captions_enabled = captions_enabled
         self.greenscreen = False
+        self.audio_only = audio_only  # frames carry no image, as the engine's in an audio_only call
         self.require_auth = meeting_token is not None
         self.greeting = greeting
         self.ended = False
@@ -118,7 +120,7 @@ class EchoEndpoint:
             if len(loud) and self.first_voiced_out is None:
                 # when the onset plays: the frame plays from its yield on, sample k at k / rate after it
                 self.first_voiced_out = time.monotonic() + loud[0] / INBOUND_SAMPLE_RATE
-            yield VideoFrame(image=image, pts=i / self.fps, audio=audio.astype(np.float32) / 32768,
+            yield VideoFrame(image=None if self.audio_only else image, pts=i / self.fps, audio=audio.astype(np.float32) / 32768,
                              audio_rate=INBOUND_SAMPLE_RATE, speaking=level > 0.01)
             i += 1
 

@@ -165,3 +165,23 @@ async def test_client_cli_records_a_call(server, tmp_path):
     assert summary["response_latency_s"] is not None  # the echo of our speech
     assert (out / "received.wav").stat().st_size > 100_000
     assert (out / "video.csv").read_text().startswith("arrival,pts,width,height")
+
+
+async def test_an_audio_only_call_offers_no_video_track(server):
+    """SPEC §5 audio_only: the answer to an offer with a video m-line sends no video; audio still round-trips."""
+    ep = server.add(EchoEndpoint("c-audio", audio_only=True))
+    client = ParticipantClient(server.url("c-audio"))  # offers to receive video, as the meeting page does
+    await client.join(timeout=30)
+    try:
+        answer = client.pc.remoteDescription.sdp
+        video = answer[answer.index("m=video"):]
+        assert "a=sendonly" not in video and "a=sendrecv" not in video  # nothing is sent on it
+        assert await client.wait_event("conversation.utterance", timeout=10)
+        await asyncio.sleep(0.5)
+        marker = time.monotonic()
+        await client.send_wav(tone(0.4), 48_000)
+        sent = client.speech_started_after(marker)
+        assert sent is not None and await client.wait_first_voiced_after(sent, timeout=10) is not None
+        assert client.rec.video == [] and ep.frames_out > 0
+    finally:
+        await client.close()

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from cvi_lab.stages.avatar.drive import MouthDriver, viseme_segments
+from cvi_lab.stages.avatar.expression import NEUTRAL_EXPRESSION, Expression
 from cvi_lab.stages.avatar.streaming import FrameCue, Segment, StreamingAvatar
 from cvi_lab.stages.base import StageInputError
 from cvi_lab.media import TTSChunk
@@ -86,6 +87,7 @@ class PortraitRenderer(StreamingAvatar):
         self.sway_deg, self.sway_px, self.sway_hz = sway_deg, sway_px, sway_hz
         self.breathing_hz, self.breathing_scale, self.speech_nod = breathing_hz, breathing_scale, speech_nod
         self.driver = MouthDriver(self.audio_rate, mouth_floor_db, mouth_range_db, mouth_gamma, mouth_release)
+        self.expression = NEUTRAL_EXPRESSION
 
         def read(name: str, flags=cv2.IMREAD_COLOR) -> np.ndarray:
             img = cv2.imread(str(rdir / name), flags)
@@ -212,6 +214,11 @@ class PortraitRenderer(StreamingAvatar):
     def annotate(self, samples: np.ndarray, chunk: TTSChunk) -> list[Segment]:
         return viseme_segments(samples, self.audio_rate, chunk) if self.use_visemes else []
 
+    def set_expression(self, expression: Expression) -> None:
+        """`ExpressiveAvatar`: lowered lids, a tilt, a lowered head, livelier or calmer motion, a wider or smaller
+        mouth, from the next frame on (one attribute swap: safe against the render thread)."""
+        self.expression = expression
+
     def _blink_amount(self, t: float) -> float:
         while self._next_blink <= t + 1.0:
             self._blinks.append(self._next_blink)
@@ -279,10 +286,11 @@ class PortraitRenderer(StreamingAvatar):
 
     def _affine(self, t: float) -> np.ndarray:
         ph, fj = self._phases, self._freq_jitter
-        f = self.sway_hz
-        ang = self.sway_deg * (0.65 * math.sin(2 * math.pi * f * fj[0] * t + ph[0]) + 0.35 * math.sin(2 * math.pi * 2.3 * f * fj[1] * t + ph[1]))
-        tx = self.sway_px * self.width * (0.7 * math.sin(2 * math.pi * 0.8 * f * fj[2] * t + ph[2]) + 0.3 * math.sin(2 * math.pi * 1.9 * f * fj[3] * t + ph[3]))
-        ty = self.sway_px * self.width * 0.5 * math.sin(2 * math.pi * 1.3 * f * fj[4] * t + ph[4]) + self._nod * self.height
+        f, x = self.sway_hz, self.expression
+        ang = x.tilt_deg + x.motion * self.sway_deg * (0.65 * math.sin(2 * math.pi * f * fj[0] * t + ph[0]) + 0.35 * math.sin(2 * math.pi * 2.3 * f * fj[1] * t + ph[1]))
+        tx = x.motion * self.sway_px * self.width * (0.7 * math.sin(2 * math.pi * 0.8 * f * fj[2] * t + ph[2]) + 0.3 * math.sin(2 * math.pi * 1.9 * f * fj[3] * t + ph[3]))
+        ty = (x.motion * self.sway_px * self.width * 0.5 * math.sin(2 * math.pi * 1.3 * f * fj[4] * t + ph[4])
+              + (x.motion * self._nod + x.head_drop) * self.height)
         breath = self.breathing_scale * math.sin(2 * math.pi * self.breathing_hz * fj[5] * t + ph[5])
         px, py = self.pivot
         a = math.radians(ang)
@@ -299,12 +307,14 @@ class PortraitRenderer(StreamingAvatar):
         if cue.cleared:
             self.driver.close_now()
         openness, roundness = self.driver.step(audio if cue.speaking else audio[:0], cue.label)
+        expression = self.expression
+        openness = min(1.0, openness * expression.mouth_gain)
         self.last_pose = (openness, roundness)
         self._nod = 0.85 * self._nod + 0.15 * self.speech_nod * openness
         img = self.base.copy()
         if openness > 0.01 or abs(roundness) > 0.05:
             self._draw_mouth(img, openness, roundness)
-        blink = self._blink_amount(t)
+        blink = max(self._blink_amount(t), expression.lid_drop)
         if blink > 0.02:
             self._draw_eyes(img, blink)
         M = self._affine(t)

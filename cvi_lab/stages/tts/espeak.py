@@ -28,6 +28,7 @@ import numpy as np
 from cvi_lab import assets
 from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, run_blocking
 from cvi_lab.media import Timing, TTSChunk
+from cvi_lab.stages.tts.style import NEUTRAL_VOICE, VoiceStyle
 from cvi_lab.stages.tts.text import CHUNKINGS, check_text, split_text
 
 # espeak_lib.h constants
@@ -273,9 +274,21 @@ class EspeakTTS(TTS):
             )
         return ident
 
-    def synthesize(self, text: str, stop: threading.Event | None = None) -> TTSChunk:
+    def styled_params(self, style: VoiceStyle) -> dict[str, int]:
+        """The espeak parameters in a style: rate scaled by `speed` (within espeak's 80-450), pitch moved by
+        `pitch` within 0-100, pitch range scaled by `variation` (within 0-100)."""
+        if style == NEUTRAL_VOICE:
+            return self.params
+        p = dict(self.params)
+        p["rate"] = int(round(min(450, max(80, p["rate"] * style.speed))))
+        p["pitch"] = int(round(min(100, max(0, p["pitch"] + style.pitch * 50))))
+        p["range"] = int(round(min(100, max(0, p["range"] * style.variation))))
+        return p
+
+    def synthesize(self, text: str, stop: threading.Event | None = None,
+                   style: VoiceStyle = NEUTRAL_VOICE) -> TTSChunk:
         """Blocking: one piece of text -> one chunk with word and phoneme timings."""
-        pcm, events = self.engine.synth(text, self.voice, self.params, stop)
+        pcm, events = self.engine.synth(text, self.voice, self.styled_params(style), stop)
         samples = pcm.astype(np.float32) / 32768.0
         total = len(samples) / self.sample_rate
         data = text.encode("utf-8")
@@ -308,11 +321,16 @@ class EspeakTTS(TTS):
 
     async def stream(self, text: str) -> AsyncIterator[TTSChunk]:
         """One chunk per sentence (or clause); cancelling aborts the synthesis in progress."""
+        async for chunk in self.stream_styled(text, NEUTRAL_VOICE):
+            yield chunk
+
+    async def stream_styled(self, text: str, style: VoiceStyle) -> AsyncIterator[TTSChunk]:
+        """`stream` in a style (`StyledVoice`): rate, pitch and pitch range follow it."""
         pieces = split_text(check_text(text, "EspeakTTS"), self.chunking, self.min_clause_words)
         stop = threading.Event()
         try:
             for piece in pieces:
-                chunk = await run_blocking(self.synthesize, piece, stop)
+                chunk = await run_blocking(self.synthesize, piece, stop, style)
                 if len(chunk.samples):
                     yield chunk
         finally:

@@ -25,6 +25,7 @@ import numpy as np
 from cvi_lab import assets
 from cvi_lab.stages.base import TTS, ModelMissingError, StageInputError, run_blocking
 from cvi_lab.media import Timing, TTSChunk
+from cvi_lab.stages.tts.style import NEUTRAL_VOICE, VoiceStyle
 from cvi_lab.stages.tts.text import CHUNKINGS, check_text, split_text
 
 
@@ -128,24 +129,32 @@ class PiperTTS(TTS):
             pass
         return model.SerializeToString()
 
-    def _syn_config(self):
+    def _syn_config(self, style: VoiceStyle = NEUTRAL_VOICE):
+        """The synthesis settings; a style scales the configured (or the voice's own) length and noise scales
+        (Piper has no pitch control: `style.pitch` is not used)."""
         from piper import SynthesisConfig
 
+        length, noise, noise_w = self.length_scale, self.noise_scale, self.noise_w_scale
+        if style != NEUTRAL_VOICE:
+            voice = self._load().config
+            length = (voice.length_scale if length is None else length) / style.speed
+            noise = (voice.noise_scale if noise is None else noise) * style.variation
+            noise_w = (voice.noise_w_scale if noise_w is None else noise_w) * style.variation
         return SynthesisConfig(
             speaker_id=self.speaker_id,
-            length_scale=self.length_scale,
-            noise_scale=self.noise_scale,
-            noise_w_scale=self.noise_w_scale,
+            length_scale=length,
+            noise_scale=noise,
+            noise_w_scale=noise_w,
             normalize_audio=self.normalize,
             volume=self.volume,
         )
 
-    def synthesize(self, text: str) -> TTSChunk:
+    def synthesize(self, text: str, style: VoiceStyle = NEUTRAL_VOICE) -> TTSChunk:
         """Blocking: one piece of text -> one chunk (Piper's per-sentence outputs joined)."""
         voice = self._load()
         audio, phonemes, aligned = [], [], []
         offset = 0
-        for part in voice.synthesize(text, self._syn_config(), include_alignments=self.has_alignments):
+        for part in voice.synthesize(text, self._syn_config(style), include_alignments=self.has_alignments):
             audio.append(part.audio_float_array)
             phonemes.append("".join(part.phonemes))
             if part.phoneme_alignments and aligned is not None:
@@ -166,9 +175,14 @@ class PiperTTS(TTS):
 
     async def stream(self, text: str) -> AsyncIterator[TTSChunk]:
         """One chunk per clause/sentence; cancelling stops after the piece being synthesized."""
+        async for chunk in self.stream_styled(text, NEUTRAL_VOICE):
+            yield chunk
+
+    async def stream_styled(self, text: str, style: VoiceStyle) -> AsyncIterator[TTSChunk]:
+        """`stream` in a style (`StyledVoice`): speed and variation scale Piper's length and noise scales."""
         pieces = split_text(check_text(text, "PiperTTS"), self.chunking, self.min_clause_words)
         for piece in pieces:
-            chunk = await run_blocking(self.synthesize, piece)
+            chunk = await run_blocking(self.synthesize, piece, style)
             if len(chunk.samples):
                 yield chunk
 

@@ -99,6 +99,7 @@
     try { info = await (await fetch(meet + "/info")).json(); } catch (err) { /* defaults */ }
     captionsEnabled = !!info.captions_enabled;
     if (info.greenscreen) $("stage").classList.add("greenscreen");
+    if (info.audio_only) $("stage").classList.add("audio-only"); // no video track comes: the page shows none
 
     const wantCamera = params.get("camera") === "1"; // the camera is optional: ?camera=1 sends it
     setStatus("Asking for the microphone…");
@@ -113,7 +114,7 @@
     pc = new RTCPeerConnection({ iceServers: [] });
     if (local) local.getTracks().forEach((t) => pc.addTrack(t, local));
     if (!local || !local.getAudioTracks().length) pc.addTransceiver("audio", { direction: "recvonly" });
-    if (!local || !local.getVideoTracks().length) pc.addTransceiver("video", { direction: "recvonly" });
+    if (!info.audio_only && (!local || !local.getVideoTracks().length)) pc.addTransceiver("video", { direction: "recvonly" });
     dc = pc.createDataChannel("cvi");
     dc.onmessage = (e) => {
       let msg;
