@@ -12,6 +12,7 @@ import logging
 import pathlib
 from typing import Any, Mapping
 
+from cvi_lab.calls.jobs import BackgroundJobs
 from cvi_lab.calls.replicas import local_source
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock
@@ -35,7 +36,7 @@ class DocumentService:
         self.passage_words = int(cfg["passage_words"])
         local = cfg["allow_local_paths"]
         self.allow_local_paths = is_loopback(str(server_cfg["host"])) if local is None else bool(local)
-        self._tasks: set[asyncio.Task] = set()
+        self.jobs = BackgroundJobs()
 
     # ------------------------------------------------------------ API side
     async def create(self, req: DocumentCreate) -> dict[str, Any]:
@@ -59,9 +60,7 @@ class DocumentService:
             "document_url": source, "status": "started", "progress": 0, "callback_url": req.callback_url,
             "tags": list(dict.fromkeys(req.tags)), "properties": req.properties,
         })
-        task = asyncio.get_running_loop().create_task(self._process(document_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.jobs.start(self._process(document_id))
         return record
 
     def get(self, document_id: str) -> dict[str, Any]:
@@ -84,14 +83,10 @@ class DocumentService:
             raise NotFound(f"document_id {document_id!r} not found", field="document_id")
 
     async def drain(self, timeout: float | None = None) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self.jobs.drain(timeout)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.jobs.close()
 
     # ------------------------------------------------------------ processing
     @staticmethod

@@ -16,6 +16,7 @@ import shutil
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlparse
 
+from cvi_lab.calls.jobs import BackgroundJobs
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock
 from cvi_lab.domain.errors import Conflict, InvalidInput, NotFound
@@ -63,7 +64,7 @@ class ReplicaService:
         rcfg = server_cfg.get("replicas") or {}
         self.max_source_bytes = int(rcfg.get("max_source_bytes", 200 * 2**20))
         self.download_timeout_s = float(rcfg.get("download_timeout_s", 120))
-        self._tasks: set[asyncio.Task] = set()
+        self.jobs = BackgroundJobs()
         self._locks: dict[str, asyncio.Lock] = {}
 
     def out_dir(self, replica_id: str) -> pathlib.Path:
@@ -86,9 +87,7 @@ class ReplicaService:
             "replica_name": req.replica_name or f"replica {replica_id}", "status": "started",
             "training_progress": progress_text(0), "train_video_url": source, "callback_url": req.callback_url,
         })
-        task = asyncio.get_running_loop().create_task(self._build_and_report(replica_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.jobs.start(self._build_and_report(replica_id))
         return record
 
     async def delete(self, replica_id: str) -> None:
@@ -99,14 +98,10 @@ class ReplicaService:
         await asyncio.to_thread(shutil.rmtree, self.out_dir(replica_id), True)
 
     async def drain(self, timeout: float | None = None) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self.jobs.drain(timeout)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.jobs.close()
 
     # ------------------------------------------------------------ engine side
     async def ensure_artifacts(self, replica_id: str) -> dict[str, Any]:
