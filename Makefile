@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup lock wheel-check system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer clean
+.PHONY: setup lock wheel-check system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer bench-audio-only clean
 
 # The venv, built from requirements.lock + requirements-nodeps.lock (hashes) and keyed by them, shared by clones.
 setup:
@@ -40,7 +40,7 @@ serve: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-bench: bench-stages bench-asr-window bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-turn-taking bench-peer
+bench: bench-stages bench-asr-window bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-turn-taking bench-peer bench-audio-only
 
 bench-stages: setup
 	$(PY) -m benchmarks.bench_stages
@@ -62,6 +62,9 @@ bench-answers: setup
 
 bench-asr-window: setup
 	$(PY) -m benchmarks.bench_asr_window
+
+bench-audio-only: setup
+	$(PY) -m benchmarks.bench_audio_only
 
 bench-turn-taking: setup
 	$(PY) -m benchmarks.bench_turn_taking $(ARGS)
