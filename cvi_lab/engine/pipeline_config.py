@@ -63,7 +63,8 @@ class EngineSettings:
     audio_only_avatar: str  # the avatar config of audio_only conversations (no image rendered)
     tool_result_template: str  # how a conversation.tool_result enters the dialogue ({name}, {arguments}, {result})
     # conversation.set_emotion: name -> {expression: stages/avatar/expression.py fields, voice: stages/tts/style.py}
-    emotions: Dict[str, Dict[str, Dict[str, float]]] = field(repr=False)
+    emotions: Dict[str, Dict[str, Any]] = field(repr=False)  # checked by engine/emotion.py (OmegaConf 2.3 cannot
+    # merge an empty mapping into a Dict[str, float] of a merged node: "AnyNode is not a supported primitive type")
     # sensitivity key -> word -> {setting: value}, kept so `conversation.sensitivity` can re-map at run time
     tables: Dict[str, Dict[str, Dict[str, Any]]] = field(repr=False)
 

@@ -213,3 +213,13 @@ def test_a_stage_node_set_in_the_config_by_code_is_used_as_given():
     assert plan.choices["asr"] == plan.choices["tts"] == "<set in cfg>"
     assert plan.stages["asr"]._target_ == "tests.engine.standins.ScriptedASR"
     assert plan.choices["llm"] == "ct2_causal"  # the others: Hydra's choices
+
+
+def test_engine_settings_from_a_plain_copy_of_the_composed_config():
+    """The harness hands the engine a plain (untyped) copy of the composed config; every setting must survive
+    the merge into the schema (an empty emotion mapping once broke it: OmegaConf's AnyNode error)."""
+    from cvi_lab.config import compose
+
+    composed = compose([])
+    plain = OmegaConf.create(OmegaConf.to_container(composed, resolve=False))
+    assert load_engine_settings(plain) == load_engine_settings(composed)
