@@ -148,8 +148,8 @@ class DocumentService:
 
 
 def check_document_ids(store: Store, document_ids: list[str] | None) -> None:
-    """A conversation or persona naming documents that do not exist is a 400 (tags may match none yet)."""
+    """A conversation or persona naming documents that do not exist is a 404 (tags may match none yet)."""
     missing = [d for d in document_ids or [] if store.get_document(d) is None]
     if missing:
-        raise InvalidInput(f"document_ids: {', '.join(repr(m) for m in missing[:5])} not found; "
+        raise NotFound(f"document_ids: {', '.join(repr(m) for m in missing[:5])} not found; "
                            "create documents with POST /v2/documents", field="document_ids")

@@ -29,7 +29,7 @@ from cvi_lab.domain.conversation import (
     ConversationCreate, ConversationCreated, ShutdownReason,
 )
 from cvi_lab.domain.documents import knowledge
-from cvi_lab.domain.errors import InvalidInput, LimitReached, NotFound, Unavailable
+from cvi_lab.domain.errors import Conflict, InvalidInput, LimitReached, NotFound, Unavailable
 from cvi_lab.domain.ids import CONVERSATION, new_id
 from cvi_lab.domain.languages import LanguageTable, UnsupportedLanguageError
 from cvi_lab.domain.resolution import resolve_persona_replica
@@ -287,19 +287,21 @@ class ConversationManager(ConversationReads):
     # ------------------------------------------------------------ app messages
     async def app_message(self, conversation_id: str, message: object) -> dict[str, Any]:
         """`POST .../send-app-message`: one interaction envelope into the live call, through the same endpoint
-        the data channel uses. 404 unknown, 400 ended / not live / refused by the runtime, 429 over the rate."""
+        the data channel uses. 404 unknown, 409 not live (ended, test mode, no runtime), 400 refused by the runtime,
+        429 over the rate."""
         call = self.live.get(conversation_id)
         if call is None or call.ending:
             if call is None and self.store.get_conversation(conversation_id) is None:
                 raise NotFound(f"conversation {conversation_id!r} does not exist")
-            raise InvalidInput(f"conversation {conversation_id} has ended; app messages go to active conversations")
+            raise Conflict(f"conversation {conversation_id} is not live (ended, or test_mode); app messages go to "
+                           "live conversations")
         wait = call.app_messages.admit()
         if wait is not None:
             raise LimitReached(f"more than {call.app_messages.max_requests} app messages in "
                                f"{call.app_messages.window_s:g} s to conversation {conversation_id}; "
                                f"retry in {wait:.1f} s")
         if call.endpoint is None:
-            raise InvalidInput(f"conversation {conversation_id} has no live runtime on this server "
+            raise Conflict(f"conversation {conversation_id} has no live runtime on this server "
                                "(server.runtimes is empty), so it cannot take interactions")
         refused = await call.endpoint.interaction("app-message", message)
         if refused is not None:

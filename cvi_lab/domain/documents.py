@@ -11,13 +11,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, Text
+from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Name, RequestModel, Text
 
 DOCUMENT = "d"  # id prefix, like the hosted API's document ids
 DocumentStatus = Literal["started", "processing", "ready", "error"]
 RetrievalStrategy = Literal["speed", "balanced", "quality"]
 DEFAULT_RETRIEVAL_STRATEGY: RetrievalStrategy = "balanced"  # SPEC §5
 MAX_TAGS = 32
+# What `document_url` accepts (calls/documents.py): not blank; a URL is http(s) with a host or file:, else a path.
+DOCUMENT_SOURCE_SCHEMA = {"pattern": NOT_BLANK, "anyOf": [
+    {"not": {"pattern": r"^[ \t\n\r\f\v]*[A-Za-z][A-Za-z0-9+.-]+:"}},
+    {"pattern": r"^[ \t\n\r\f\v]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#\x00-\x20\x7f]"},
+    {"pattern": r"^[ \t\n\r\f\v]*[Ff][Ii][Ll][Ee]:"}]}
 
 
 def _few(value: list[str]) -> list[str]:
@@ -33,7 +38,7 @@ class DocumentCreate(RequestModel):
     """POST /v2/documents body: `document_url` is an http(s) URL (fetched through the outbound policy) or a
     local path / file:// URL on the server."""
 
-    document_url: Text
+    document_url: Text = Field(json_schema_extra=DOCUMENT_SOURCE_SCHEMA)
     document_name: Name | None = None
     callback_url: HttpUrl | None = None
     tags: Names = Field(default_factory=list)

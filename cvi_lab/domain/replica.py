@@ -16,7 +16,8 @@ BUILTIN_SOURCE = "builtin:astronaut"
 # What `train_video_url` accepts: not blank, and no URL scheme other than http(s)/file/builtin (cvi_lab/calls/replicas.py).
 SOURCE_SCHEMA = {"pattern": NOT_BLANK, "anyOf": [
     {"not": {"pattern": r"^[ \t\n\r\f\v]*[A-Za-z][A-Za-z0-9+.-]+:"}},
-    {"pattern": r"^[ \t\n\r\f\v]*([Hh][Tt][Tt][Pp][Ss]?|[Ff][Ii][Ll][Ee]):"},
+    {"pattern": r"^[ \t\n\r\f\v]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#\x00-\x20\x7f]"},  # http(s) with a host
+    {"pattern": r"^[ \t\n\r\f\v]*[Ff][Ii][Ll][Ee]:"},
     {"pattern": r"^[ \t\n\r\f\v]*builtin:"}]}
 
 
