@@ -147,6 +147,7 @@ async def test_a_stalled_server_hits_the_time_limit(origin):
 @pytest.mark.parametrize("url,words", [
     ("ftp://example.com/x", "scheme 'ftp' is not fetched; accepted: http, https"),
     ("http:///nohost", "has no host"),
+    ("https://user@[::1/x", "is malformed"),  # urlsplit itself raises on an unclosed IPv6 bracket
     ("http://nowhere.test/x", "'nowhere.test' does not resolve"),
 ])
 async def test_creation_time_check_names_the_problem(url, words):

@@ -49,7 +49,7 @@ class DocumentService:
             raise InvalidInput("document_url: this server reads no local paths (only a server bound to loopback "
                                "does: server.documents.allow_local_paths); give an http(s) URL", field="document_url")
         if path is not None and not path.is_file():
-            raise InvalidInput(f"document_url: no file at {str(path)[:200]!r}", field="document_url")
+            raise NotFound(f"document_url: no file at {str(path)[:200]!r}", field="document_url")
         if path is None:
             await self.webhooks.outbound.check(source, "document_url")
         if req.callback_url:

@@ -125,10 +125,10 @@ class OutboundPolicy:
 
     @staticmethod
     def _host_port(url: str) -> tuple[str, int]:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise FetchError(f"the scheme {parts.scheme!r} is not fetched; accepted: http, https")
-        try:
+        try:  # urlsplit itself refuses some URLs (an unclosed "[" of an IPv6 host)
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise FetchError(f"the scheme {parts.scheme!r} is not fetched; accepted: http, https")
             host, port = parts.hostname, parts.port
         except ValueError as exc:
             raise FetchError(f"the URL {url[:200]!r} is malformed ({exc})") from None

@@ -97,7 +97,6 @@ async def test_local_paths_are_refused_when_the_conf_says_so(make_client, tmp_pa
 @pytest.mark.parametrize("body,words", [
     ({}, "document_url"),
     ({"document_url": "  "}, "document_url is empty"),
-    ({"document_url": "/nope/guide.md"}, "no file at"),
     ({"document_url": "gopher://x/y"}, "scheme 'gopher' is not accepted"),
     ({"document_url": "builtin:astronaut"}, "builtin: sources are replicas' only"),
     ({"document_url": "/x", "tags": "faq"}, "tags"),
@@ -150,6 +149,8 @@ async def test_conversations_and_personas_store_their_document_fields(api, tmp_p
     ("/v2/personas", {"system_prompt": "x", "document_ids": ["d0000000000"]}),
 ])
 async def test_unknown_document_ids_are_a_404(api, route, body):
+    missing = await api.post("/v2/documents", json={"document_url": "/nope/guide.md"})  # like a replica's video
+    assert missing.status == 404 and "no file at" in (await missing.json())["error"]
     resp = await api.post(route, json=body)
     err = await resp.json()
     assert resp.status == 404 and "'d0000000000' not found" in err["error"] and err["field"] == "document_ids", err
