@@ -31,7 +31,10 @@ def limit_ref(key: str) -> str:
 # Not blank: a character other than ASCII whitespace (the same class in Python and ECMA-262 regexes).
 NOT_BLANK = r"[^ \t\n\r\f\v]"
 # An http(s) URL with a host: the one rule for callback_url and base_url, in the schema and in the check.
-HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\x00-\x20\x7f]+([/?#][^\x00-\x20\x7f]*)?$"
+HTTP_URL = (r"^[Hh][Tt][Tt][Pp][Ss]?://([^/?#@\[\]\x00-\x20\x7f]*@)?"  # user info
+            r"([^/?#@:\[\]\x00-\x20\x7f]+|\[[0-9A-Fa-f:.]+\])"  # host, or [IPv6]: what urlsplit parses
+            r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"  # port 0-65535
+            r"([/?#][^\x00-\x20\x7f]*)?$")
 
 
 def not_blank(value: str | None) -> bool:
