@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from cvi_lab.clock import Clock, SystemClock
 from cvi_lab.domain.timefmt import iso
@@ -54,6 +54,11 @@ class Store(DocumentTables):
         except BaseException:
             self._conn.close()
             raise
+
+    @classmethod
+    def configured(cls, store: Mapping[str, Any], clock: Clock | None = None) -> "Store":
+        """The store `server.store` names: PostgreSQL at `url` when one is set, else SQLite at `path`."""
+        return cls(store["url"] if store["url"] else store["path"], clock)
 
     def now(self) -> str:
         return iso(self.clock.now())
