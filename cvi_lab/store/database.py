@@ -154,6 +154,9 @@ class _Row:
     def __getitem__(self, key: int | str) -> Any:
         return self._values[key] if isinstance(key, int) else self._values[self._names[key]]
 
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
     def __len__(self) -> int:
         return len(self._values)
 

@@ -238,7 +238,8 @@ class Store(DocumentTables):
     # ------------------------------------------------------------ usage ledger
     def start_usage(self, conversation_id: str) -> None:
         now = self.now()
-        self._exec("INSERT INTO usage (conversation_id, started_at, heartbeat_at, seconds, ended_at) VALUES (?,?,?,0,NULL)"
+        self._exec("INSERT INTO usage (conversation_id, started_at, heartbeat_at, seconds, ended_at)"
+                   " VALUES (?,?,?,0,NULL)"
                    " ON CONFLICT (conversation_id) DO UPDATE SET started_at = excluded.started_at,"
                    " heartbeat_at = excluded.heartbeat_at, seconds = 0, ended_at = NULL", [conversation_id, now, now])
 
@@ -263,7 +264,8 @@ class Store(DocumentTables):
     def add_turn_metrics(self, conversation_id: str, turn_idx: int, metrics: dict[str, Any]) -> None:
         self._exec("INSERT INTO turn_metrics (conversation_id, turn_idx, metrics, created_at) VALUES (?,?,?,?)"
                    " ON CONFLICT (conversation_id, turn_idx) DO UPDATE SET metrics = excluded.metrics,"
-                   " created_at = excluded.created_at", [conversation_id, int(turn_idx), json.dumps(metrics), self.now()])
+                   " created_at = excluded.created_at",
+                   [conversation_id, int(turn_idx), json.dumps(metrics), self.now()])
 
     def turn_metrics(self, conversation_id: str) -> list[dict[str, Any]]:
         rows = self._exec("SELECT turn_idx, metrics, created_at FROM turn_metrics WHERE conversation_id = ?"

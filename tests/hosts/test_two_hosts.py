@@ -94,7 +94,8 @@ async def test_the_internal_end_takes_only_the_hosts_key(hosts):
 def _record_of_a_gone_host(url: str, cid: str, host_url: str, beaten_at: datetime) -> None:
     store = Store(url, FakeClock(beaten_at))
     store.insert_conversation(cid, {"conversation_name": cid, "status": "active", "conversation_url": "u",
-                                    "replica_id": "rdefa0017", "persona_id": "pdefa0017", "properties": {}, "custom_greeting": "Hi.",
+                                    "replica_id": "rdefa0017", "persona_id": "pdefa0017", "properties": {},
+                                    "custom_greeting": "Hi.",
                                     "host_url": host_url})
     store.start_usage(cid)
     store.close()

@@ -55,7 +55,8 @@ def test_a_newer_schema_is_refused(store_location):
 
 def test_the_postgres_dialect_is_one_translation_of_the_sqlite_sql():
     assert to_postgres("SELECT * FROM t WHERE a = ? AND b LIKE '5%'") == "SELECT * FROM t WHERE a = %s AND b LIKE '5%%'"
-    assert to_postgres("INSERT OR IGNORE INTO t (a) VALUES (?)") == "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING"
+    assert to_postgres("INSERT OR IGNORE INTO t (a) VALUES (?)") == (
+        "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING")
     assert to_postgres("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, s REAL\n)") == (
         "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, s DOUBLE PRECISION, rowid BIGSERIAL)")
     assert to_postgres("SELECT 1 FROM json_each(documents.tags) WHERE value IN (?)") == (
