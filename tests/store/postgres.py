@@ -34,7 +34,8 @@ def _binaries() -> pathlib.Path | None:
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        """`fsync=False` for the tests (the cluster is thrown away); the store benchmark runs with it on."""
         bindir = _binaries()
         if bindir is None:
             pytest.fail(MISSING)
@@ -49,7 +50,7 @@ class Cluster:
             self._as = ["runuser", "-u", "postgres", "--"]
         data = self.root / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", self.user, "--no-locale", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
         self._run("pg_ctl", "-D", str(data), "-l", str(self.root / "log"), "-w", "-o", options, "start")
 
     def _run(self, tool: str, *args: str) -> None:
