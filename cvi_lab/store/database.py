@@ -190,7 +190,10 @@ class PostgresDatabase(_Transactions):
         self.path = None
         self.location = redact(url)
         self.lock = threading.RLock()
-        self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+        except psycopg.OperationalError as exc:
+            raise RuntimeError(f"cannot open the store at server.store.url={self.location}: {exc}".strip()) from None
         # SQLite's synchronous=NORMAL: a commit is in the server's WAL at once (a cvi-lab SIGKILL loses nothing)
         # but not fsynced before the reply (a PostgreSQL crash may lose its last ~0.6 s). fsync per commit
         # costs ~12 ms a write on this machine, on the event loop (benchmarks/results/store.md)
