@@ -4,7 +4,7 @@ Why: the store's methods are synchronous and run on the event loop (cvi_lab/stor
 is loop time a live call waits. A call's steady writes are an event per utterance and a usage heartbeat every
 `server.usage.heartbeat_s`; the API's reads are a get and a list page. Each operation is timed alone, N times,
 on SQLite (a WAL file in a temporary folder) and PostgreSQL (a throwaway cluster on loopback TCP, fsync on, as
-a real server runs; or `--pg-url` for one you run). Then two processes write at once (events + heartbeats) to
+a real server runs, with the store's synchronous_commit=off; or `--pg-url` for one you run). Then two processes write at once (events + heartbeats) to
 show what sharing costs. Writes benchmarks/results/store.json and store.md.
 
     python -m benchmarks.bench_store [--n 2000] [--pg-url postgresql://...]
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
                     "two_writers": {"sqlite": two_writers(str(Path(tmp) / "b.db"), args.n // 4),
                                     "postgresql": two_writers(pg_urls[1], args.n // 4)}}
         data.update(load_before=load_before, load_after=[round(x, 2) for x in os.getloadavg()],
-                    postgresql_where="throwaway 15.x cluster, loopback TCP, fsync on" if cluster else "--pg-url",
+                    postgresql_where="throwaway 15.x cluster, loopback TCP, fsync on, synchronous_commit off (the store's setting)" if cluster else "--pg-url",
                     machine={"platform": platform.platform(), "python": platform.python_version(),
                              "cpus": os.cpu_count(), "cpu_model": _cpu_model()},
                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -177,12 +177,14 @@ class Store(DocumentTables):
         return row
 
     def list_conversations(self, limit: int = 10, page: int = 1, status: str | None = None) -> tuple[list[dict], int]:
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows, total = self._page("conversations", where, params, limit, page)
-        for row in rows:
-            usage = self.get_usage(row["conversation_id"])
-            row["usage_seconds"] = usage["seconds"] if usage else 0.0
-        return rows, total
+        """A page, newest first, each with its usage (one join: a round trip each would cost ~0.3 ms on PostgreSQL)."""
+        where, params = ("WHERE c.status = ?", [status]) if status else ("", [])
+        total = self._exec(f"SELECT COUNT(*) FROM conversations c {where}", params).fetchone()[0]
+        rows = self._exec(
+            "SELECT c.*, COALESCE(u.seconds, 0.0) AS usage_seconds FROM conversations c LEFT JOIN usage u"
+            f" ON u.conversation_id = c.conversation_id {where} ORDER BY c.created_at DESC, c.rowid DESC"
+            " LIMIT ? OFFSET ?", [*params, limit, (page - 1) * limit]).fetchall()
+        return [self._row(r) for r in rows], total
 
     def update_conversation(self, conversation_id: str, **fields: Any) -> bool:
         return self._update("conversations", "conversation_id", conversation_id, CONVERSATION_COLUMNS, fields)
