@@ -2,7 +2,7 @@
 default) or PostgreSQL (`server.store.url`, several hosts sharing it), through store/database.py.
 
 Calls are short and run inline on the event loop, synchronously: sub-millisecond on a local SQLite file, about
-a round trip to PostgreSQL (benchmarks/store_latency.py measures both); a lock makes the rare call from a
+a round trip to PostgreSQL (benchmarks/bench_store.py measures both); a lock makes the rare call from a
 worker thread safe. Each statement commits on its own, so a SIGKILL loses nothing written.
 """
 

@@ -79,9 +79,15 @@ async def test_either_host_lists_gets_and_ends_the_others_call(hosts):
     assert status == 204 and stops["b"] == [(other["conversation_id"], "conversation_deleted")]
 
 
-async def test_the_internal_end_takes_only_the_hosts_key(hosts):
-    a, _, _, _ = hosts
+async def test_the_internal_end_takes_only_the_hosts_key(hosts, tmp_path):
+    a, _, stops, url = hosts
     cid = (await a.api("POST", "/v2/conversations", {"persona_id": "pdefa0017"}))["conversation_id"]
+    stranger_cfg = loopback_config(make_cfg(tmp_path / "unused"), tmp_path / "c",
+                                   **{"store.url": url, "hosts.key": "not-the-key"})
+    async with InProcessServer(stranger_cfg) as stranger:  # shares the store, not the key: refused, call stays
+        status, body = await stranger.api("POST", f"/v2/conversations/{cid}/end", ok=False)
+        assert status == 503 and "server.hosts.key" in body["error"]
+    assert stops["a"] == [] and a.app["manager"].call(cid) is not None
     async with a.http.post(f"/internal/conversations/{cid}/end", json={"shutdown_reason": "server_shutdown"},
                            headers={HOST_KEY_HEADER: "wrong"}) as resp:
         assert resp.status == 401 and HOST_KEY_HEADER in (await resp.json())["error"]
