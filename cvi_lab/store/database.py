@@ -16,7 +16,7 @@ import pathlib
 import re
 import sqlite3
 import threading
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -35,6 +35,7 @@ class Database(Protocol):
 
     kind: str  # "sqlite" | "postgresql"
     location: str  # the file, or the URL without its password (what the server prints)
+    path: pathlib.Path | None  # the SQLite file; None on PostgreSQL
     lock: threading.RLock
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Cursor: ...
@@ -56,11 +57,11 @@ def open_database(location: str | pathlib.Path) -> Database:
 
 
 class _Transactions:
+    """`transaction()` over a connection's own `execute`, in its dialect's BEGIN."""
+
     lock: threading.RLock
     begin = "BEGIN IMMEDIATE"
-
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> Cursor:
-        raise NotImplementedError
+    execute: Callable[..., Cursor]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -130,3 +130,18 @@ def test_two_processes_writing_at_once_lose_nothing(store_location):
         assert store.get_conversation("ca0007")["properties"] == {"i": 7}
     finally:
         store.close()
+
+
+def test_documents_tags_and_passages(store):
+    """The knowledge base's queries: json_each over tags, passages replaced in one transaction, cascade."""
+    store.insert_document("d01", {"document_name": "a", "document_url": "u", "status": "ready", "tags": ["x", "y"]})
+    store.clock.advance(1)
+    store.insert_document("d02", {"document_name": "b", "document_url": "u", "status": "processing", "tags": ["x"]})
+    assert store.replace_passages("d01", ["one", "two"]) == 2
+    assert store.replace_passages("d01", ["three"]) == 1 and store.replace_passages("d02", []) == 0
+    assert store.passages(["d01", "d02"]) == [("d01", 0, "three")]
+    assert store.ready_document_ids([], ["x"]) == ["d01"]  # d02 is not ready
+    rows, total = store.list_documents(tags=["x"])
+    assert total == 2 and [r["document_id"] for r in rows] == ["d02", "d01"]
+    assert store.list_documents(tags=["nope"])[1] == 0
+    assert store.delete_document("d01") and store.passages(["d01"]) == []
