@@ -98,7 +98,8 @@ def _install_internal_end(app: web.Application, key: str) -> None:
         if reason not in _SHUTDOWN_REASONS:
             raise ApiError(400, f"the body must be {{\"shutdown_reason\": one of {_SHUTDOWN_REASONS}}}",
                            "shutdown_reason")
-        return web.json_response(await request.app["manager"].end(request.match_info["conversation_id"], reason))
+        manager = request.app["manager"]
+        return web.json_response(await manager.end(request.match_info["conversation_id"], reason, forwarded=True))
 
     app.router.add_post(INTERNAL_END_PATH, internal_end)
 

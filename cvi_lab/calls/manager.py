@@ -307,15 +307,17 @@ class ConversationManager(ConversationReads, RecordsWithoutCall):
 
     # ------------------------------------------------------------ end, delete
     async def end(
-        self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT, *, at: float | None = None
+        self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT, *, at: float | None = None,
+        forwarded: bool = False,
     ) -> dict[str, Any]:
         """Ends a live call (idempotent: an ended one is returned as is). `at`: monotonic time the end was
-        decided (a timer's due time), so usage does not include the time the end task waited to run."""
+        decided (a timer's due time), so usage does not include the time the end task waited to run.
+        `forwarded`: another host sent it here as the owner, so it is never forwarded again."""
         call = self.live.get(conversation_id)
         if call is None:
             record = self.store.get_conversation(conversation_id)
             if record is not None and record["status"] == "active":
-                await self._end_not_running_here(record, reason)
+                await self._end_not_running_here(record, reason, forwarded)
             return self.get(conversation_id)
         if call.ending:
             await call.ended.wait()

@@ -49,11 +49,12 @@ class RecordsWithoutCall:
         rows = [r for r in self.store.stale_conversations(before) if r["conversation_id"] not in self.live]
         self._end_orphans(rows, f"a host that stopped beating its usage {self.hosts.stale_after_s:g} s ago")
 
-    async def _end_not_running_here(self, record: dict[str, Any], reason: str) -> None:
+    async def _end_not_running_here(self, record: dict[str, Any], reason: str, forwarded: bool) -> None:
         """An active record without a call here: its owner ends it (forwarded), or, where nobody runs it any
-        more (its host is down, or it was this host's before a crash), the record is ended here."""
+        more (its host is down, or it was this host's before a crash, or a forward reached a host that is
+        not, or no longer, running it), the record is ended here."""
         cid = record["conversation_id"]
-        if self.hosts.runs_elsewhere(record, self.host_url):
+        if not forwarded and self.hosts.runs_elsewhere(record, self.host_url):
             if await self.hosts.forward_end(record["host_url"], cid, reason):
                 return
             reason = ShutdownReason.SERVER_RESTART  # its host is gone, and the call with it

@@ -95,6 +95,11 @@ async def test_the_internal_end_takes_only_the_hosts_key(hosts, tmp_path):
                            headers={HOST_KEY_HEADER: KEY}) as resp:
         assert resp.status == 400 and "shutdown_reason" in (await resp.json())["error"]
     assert (await a.api("GET", f"/v2/conversations/{cid}"))["status"] == "active"
+    # a forwarded end that reaches a host not running the call ends the record there, never forwards again
+    _record_of_a_gone_host(url, "cgone0003", f"http://127.0.0.1:{free_port()}", datetime.now(timezone.utc))
+    async with a.http.post("/internal/conversations/cgone0003/end", json={"shutdown_reason": "server_shutdown"},
+                           headers={HOST_KEY_HEADER: KEY}) as resp:
+        assert resp.status == 200 and (await resp.json())["shutdown_reason"] == "server_shutdown"
 
 
 def _record_of_a_gone_host(url: str, cid: str, host_url: str, beaten_at: datetime) -> None:
