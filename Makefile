@@ -69,6 +69,10 @@ bench-audio-only: setup
 bench-turn-taking: setup
 	$(PY) -m benchmarks.bench_turn_taking $(ARGS)
 
+# SQLite vs PostgreSQL per store call (a throwaway PostgreSQL cluster, or ARGS=--pg-url=postgresql://...).
+bench-store: setup
+	$(PY) -m benchmarks.bench_store $(ARGS)
+
 # The same scripted participant against Pipecat (pinned, in its own cached venv) and cvi-lab, on the same models.
 bench-peer: setup
 	pipecat_py=$$(bash scripts/ensure_pipecat_venv.sh) && $(PY) -m benchmarks.bench_peer --pipecat-python "$$pipecat_py" $(ARGS)

@@ -26,11 +26,13 @@ from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
 from cvi_lab.calls.runtime import RuntimeFactory
 from cvi_lab.calls.documents import DocumentService
+from cvi_lab.calls.hosts import HOST_KEY_HEADER, INTERNAL_END_PATH
 from cvi_lab.calls.manager import ConversationManager
 from cvi_lab.calls.replicas import ReplicaService, load_object
 from cvi_lab.calls.settings import server_settings
 from cvi_lab.calls.webhooks import WebhookDeliverer
 from cvi_lab.clock import Clock, SystemClock
+from cvi_lab.domain.conversation import ShutdownReason
 from cvi_lab.net.safe_fetch import OutboundPolicy, Resolver, is_loopback
 from cvi_lab.store import Store
 
@@ -77,6 +79,31 @@ def _auth_middleware(keys: list[str]):
     return auth
 
 
+_SHUTDOWN_REASONS = sorted(v for k, v in vars(ShutdownReason).items() if k.isupper())
+
+
+def _install_internal_end(app: web.Application, key: str) -> None:
+    """`POST /internal/conversations/{id}/end` for the other hosts sharing the store (calls/hosts.py): ends a
+    call this host runs. Outside /v2 and the OpenAPI document: hosts, not clients, speak it."""
+
+    async def internal_end(request: web.Request) -> web.Response:
+        given = request.headers.get(HOST_KEY_HEADER)
+        if not given or not hmac.compare_digest(given.encode(), key.encode()):
+            raise ApiError(401, f"the {HOST_KEY_HEADER} header must carry the hosts' shared key (server.hosts.key)")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        reason = body.get("shutdown_reason") if isinstance(body, dict) else None
+        if reason not in _SHUTDOWN_REASONS:
+            raise ApiError(400, f"the body must be {{\"shutdown_reason\": one of {_SHUTDOWN_REASONS}}}",
+                           "shutdown_reason")
+        manager = request.app["manager"]
+        return web.json_response(await manager.end(request.match_info["conversation_id"], reason, forwarded=True))
+
+    app.router.add_post(INTERNAL_END_PATH, internal_end)
+
+
 def create_app(
     cfg: Any, *, clock: Clock | None = None, installers: Iterable[Installer] = (),
     runtime_factories: Iterable[RuntimeFactory] = (), resolver: Resolver | None = None,
@@ -90,7 +117,7 @@ def create_app(
         client_max_size=int(server["limits"]["max_body_bytes"]),
         middlewares=[error_middleware, _auth_middleware(keys)],
     )
-    store = Store(server["store"]["path"], clock)
+    store = Store.configured(server["store"], clock)  # SQLite or PostgreSQL; synchronous calls, as before
     outbound = OutboundPolicy.from_config(server, resolver)
     webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock, outbound)
     replica_service = ReplicaService(store, server, webhooks, clock)
@@ -117,6 +144,8 @@ def create_app(
 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/health", health)
+    if server["hosts"]["key"]:
+        _install_internal_end(app, str(server["hosts"]["key"]))
     for installer in [*(load_object(p) for p in server.get("installers") or []), *installers]:
         installer(app)
 
@@ -158,7 +187,7 @@ async def serve(cfg: Any, *, ready: Callable[[str], None] | None = None, stop: a
         print(f"[cvi-lab] cannot listen on {server['host']}:{server['port']}: {exc}", file=sys.stderr, flush=True)
         return 2
     print(f"[cvi-lab] {sentence}", flush=True)
-    print(f"[cvi-lab] store: {running.app['store'].path}", flush=True)
+    print(f"[cvi-lab] store: {running.app['store'].location}", flush=True)
     print(f"[cvi-lab] serving the API at http://{server['host']}:{running.port}/v2 (meeting pages under "
           f"{running.base}/meet/)", flush=True)
     if ready:

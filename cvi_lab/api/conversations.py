@@ -47,6 +47,10 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# Hosts sharing a store (README "Several hosts, one store"): an end for a call another host runs goes to it
+ELSEWHERE_UNAVAILABLE = ("the call runs on another host sharing the store (server.hosts), which did not answer the "
+                         "forwarded end in time or refused it; retry")
+
 ROUTES = [
     Route("POST", "/v2/conversations", create, "Create a conversation (starts the call at once)", "conversations",
           request=ConversationCreate, response=ConversationCreated,
@@ -65,7 +69,7 @@ ROUTES = [
           "Per-turn metrics of a conversation (latency marks, stage durations, LLM/TTS figures)", "conversations",
           response=TurnRecord, list_of=True),
     Route("POST", "/v2/conversations/{conversation_id}/end", end, "End a conversation (idempotent)",
-          "conversations", response=Conversation),
+          "conversations", response=Conversation, errors={503: ELSEWHERE_UNAVAILABLE}),
     Route("DELETE", "/v2/conversations/{conversation_id}", delete, "Delete a conversation", "conversations",
-          status=204),
+          status=204, errors={503: ELSEWHERE_UNAVAILABLE}),
 ]

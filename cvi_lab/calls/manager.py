@@ -3,7 +3,8 @@
 Creating a conversation starts the call at once (SPEC §1): a room opens, the replica joins and waits,
 the three timers and the usage clock run, and a concurrency spot is taken until the end. Every timer uses
 the injected clock. State that must survive a crash (records, events, usage heartbeats, deliveries) goes
-to the store as it happens; `start()` resolves conversations a killed server left active.
+to the store as it happens; `start()` resolves conversations a killed server left active. Hosts sharing the
+store (calls/hosts.py) each run their own calls and end the others' through their owner.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Callable, Coroutine, Mapping
 from cvi_lab.calls.call import Call
 from cvi_lab.calls.documents import check_document_ids
 from cvi_lab.calls.endpoint import ConversationEndpoint
+from cvi_lab.calls.hosts import HostPeers
+from cvi_lab.calls.orphans import RecordsWithoutCall
 from cvi_lab.calls.rate import RateWindow
 from cvi_lab.calls.reads import ConversationReads
 from cvi_lab.calls.replicas import ReplicaService
@@ -38,7 +41,7 @@ from cvi_lab.store import Store
 CONCURRENCY_MESSAGE = "User has reached maximum concurrent conversations"
 
 
-class ConversationManager(ConversationReads):
+class ConversationManager(ConversationReads, RecordsWithoutCall):
     log = logging.getLogger(__name__)
 
     def __init__(
@@ -59,7 +62,8 @@ class ConversationManager(ConversationReads):
         usage = server.get("usage") or {}
         self.heartbeat_s = float(usage.get("heartbeat_s", 2.0))
         self.runtime_stop_timeout_s = float(server.get("runtime_stop_timeout_s", 10.0))
-        self.live: dict[str, Call] = {}
+        self.hosts = HostPeers(server["hosts"])
+        self.live: dict[str, Call] = {}  # the calls this host runs
         self._factory: RuntimeFactory | None = None
         self._end_listeners: list[Callable[[str, str], Any]] = []
         self._tasks: set[asyncio.Task] = set()
@@ -79,6 +83,11 @@ class ConversationManager(ConversationReads):
         """`listener(conversation_id, shutdown_reason)` (sync or async) after a live call ended, e.g. the
         transport closing its peers. Errors are logged, never raised into the end."""
         self._end_listeners.append(listener)
+
+    @property
+    def host_url(self) -> str:
+        """Where other hosts reach this one (stored on each record it runs)."""
+        return self.hosts.internal_url or self.base_url
 
     def validation_context(self) -> dict[str, Any]:
         return {"limits": self.limits}
@@ -129,21 +138,6 @@ class ConversationManager(ConversationReads):
         self._schedule_heartbeat()
         return orphans
 
-    def resolve_orphans(self) -> list[str]:
-        orphans = []
-        while True:
-            rows, _ = self.store.list_conversations(limit=100, page=1, status="active")
-            rows = [r for r in rows if r["conversation_id"] not in self.live]
-            if not rows:
-                return orphans
-            for row in rows:
-                cid = row["conversation_id"]
-                self.store.end_usage(cid)  # usage up to the last persisted heartbeat
-                self._finish_record(row, ShutdownReason.SERVER_RESTART)
-                orphans.append(cid)
-                self.log.warning("conversation %s was left active by a previous run: ended (%s)", cid,
-                                 ShutdownReason.SERVER_RESTART)
-
     async def close(self) -> None:
         """Graceful stop: end live calls (reason server_shutdown), stop heartbeats."""
         self._closed = True
@@ -151,6 +145,7 @@ class ConversationManager(ConversationReads):
             self._heartbeat.cancel()
         await asyncio.gather(*(self.end(cid, ShutdownReason.SERVER_SHUTDOWN) for cid in list(self.live)),
                              return_exceptions=True)
+        await self.hosts.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -169,6 +164,8 @@ class ConversationManager(ConversationReads):
         for cid, call in list(self.live.items()):
             if not call.ending:
                 self.store.heartbeat_usage(cid, call.elapsed())
+        if self.hosts.shared:
+            self._sweep_stale()
         self._schedule_heartbeat()
 
     # ------------------------------------------------------------ create
@@ -194,7 +191,7 @@ class ConversationManager(ConversationReads):
             "custom_greeting": req.custom_greeting, "test_mode": req.test_mode, "require_auth": req.require_auth,
             "meeting_token": token, "max_participants": req.max_participants,
             "properties": {**req.properties.model_dump(), "language": language.name},
-            **knowledge(req),
+            "host_url": self.host_url, **knowledge(req),
         }
         if req.test_mode:  # the record only: no room, no replica, no usage, no spot
             record = self.store.insert_conversation(cid, fields)
@@ -310,12 +307,17 @@ class ConversationManager(ConversationReads):
 
     # ------------------------------------------------------------ end, delete
     async def end(
-        self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT, *, at: float | None = None
+        self, conversation_id: str, reason: str = ShutdownReason.END_ENDPOINT, *, at: float | None = None,
+        forwarded: bool = False,
     ) -> dict[str, Any]:
         """Ends a live call (idempotent: an ended one is returned as is). `at`: monotonic time the end was
-        decided (a timer's due time), so usage does not include the time the end task waited to run."""
+        decided (a timer's due time), so usage does not include the time the end task waited to run.
+        `forwarded`: another host sent it here as the owner, so it is never forwarded again."""
         call = self.live.get(conversation_id)
         if call is None:
+            record = self.store.get_conversation(conversation_id)
+            if record is not None and record["status"] == "active":
+                await self._end_not_running_here(record, reason, forwarded)
             return self.get(conversation_id)
         if call.ending:
             await call.ended.wait()
@@ -361,7 +363,8 @@ class ConversationManager(ConversationReads):
         """Ended: status, system.shutdown, the transcript webhook (`system_message`: what the LLM saw; None
         when no runtime ran the call, or a killed run's orphan, whose prompt died with it)."""
         cid = record["conversation_id"]
-        self.store.update_conversation(cid, status="ended", shutdown_reason=reason, ended_at=self.store.now())
+        if not self.store.finish_conversation(cid, reason):
+            return  # already ended (by another host's end or sweep): its events and webhooks are sent
         props = {"replica_id": record["replica_id"], "shutdown_reason": reason}
         self.store.add_event(cid, "system.shutdown", props)
         url = record.get("callback_url")
@@ -382,7 +385,8 @@ class ConversationManager(ConversationReads):
         self.webhooks.send(conversation_id, record.get("callback_url"), "application.recording_ready", props)
 
     async def delete(self, conversation_id: str) -> None:
-        if conversation_id in self.live:
+        record = self.store.get_conversation(conversation_id)
+        if conversation_id in self.live or (record is not None and record["status"] == "active"):
             await self.end(conversation_id, ShutdownReason.DELETED)
         if not self.store.delete_conversation(conversation_id):
             raise NotFound(f"conversation_id {conversation_id!r} not found", field="conversation_id")

@@ -21,7 +21,7 @@ def build_replica_offline(cfg: Any, source: str, name: str | None = None) -> dic
 
     async def run() -> dict[str, Any]:
         clock = SystemClock()
-        store = Store(server["store"]["path"], clock)
+        store = Store.configured(server["store"], clock)
         webhooks = WebhookDeliverer(store, server.get("webhooks") or {}, clock, OutboundPolicy.from_config(server))
         service = ReplicaService(store, server, webhooks, clock)
         try:

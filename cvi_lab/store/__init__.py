@@ -1,4 +1,5 @@
-"""Persistence: SQLite (WAL) with versioned migrations. `Store` is the only thing other layers use."""
+"""Persistence: SQLite (WAL, the default) or PostgreSQL (`server.store.url`), one schema and one list of
+versioned migrations. `Store` is the only thing other layers use."""
 
 from cvi_lab.store.sqlite import Store
 

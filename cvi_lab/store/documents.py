@@ -1,5 +1,6 @@
 """The knowledge base's tables: documents and their passages (text cut for retrieval), and which ready
-passages a call may draw on. A mixin of `Store` (same connection, same helpers)."""
+passages a call may draw on. A mixin of `Store` (same connection, same helpers; SQL in SQLite's dialect,
+translated on PostgreSQL by store/database.py)."""
 
 from __future__ import annotations
 
@@ -38,15 +39,9 @@ class DocumentTables:
     def replace_passages(self, document_id: str, passages: Iterable[str]) -> int:
         """Store a document's passages (replacing any earlier ones) in one transaction; returns how many."""
         rows = [(document_id, i, text) for i, text in enumerate(passages)]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute("DELETE FROM document_passages WHERE document_id = ?", [document_id])
-                self._conn.executemany("INSERT INTO document_passages (document_id, idx, text) VALUES (?,?,?)", rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._conn.transaction():
+            self._conn.execute("DELETE FROM document_passages WHERE document_id = ?", [document_id])
+            self._conn.executemany("INSERT INTO document_passages (document_id, idx, text) VALUES (?,?,?)", rows)
         return len(rows)
 
     def ready_document_ids(self, document_ids: Sequence[str], tags: Sequence[str]) -> list[str]:

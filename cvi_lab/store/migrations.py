@@ -1,17 +1,18 @@
 """Versioned schema migrations. Append only: a released migration is never edited, a new one is added.
 
-Each migration is a version, a name and either SQL or a function of (connection, now_iso); `apply` runs the
-ones not yet recorded in `schema_migrations`, each in its own transaction.
+Each migration is a version, a name and either SQL or a function of (database, now_iso); `apply` runs the
+ones not yet recorded in `schema_migrations`, each in its own transaction. The SQL is SQLite's dialect, run as is
+on SQLite and translated on PostgreSQL (store/database.py): one list for both.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Callable
 
 from cvi_lab.domain.persona import DEFAULT_PERSONA
 from cvi_lab.domain.replica import DEFAULT_REPLICA
+from cvi_lab.store.database import Database
 
 INIT_SQL = """
 CREATE TABLE personas (
@@ -128,7 +129,15 @@ ALTER TABLE personas ADD COLUMN document_retrieval_strategy TEXT
 """
 
 
-def _seed_defaults(conn: sqlite3.Connection, now: str) -> None:
+# host_url: the owning host's internal base URL (where another host forwards an end); NULL before this
+# migration, or on a single host. The index serves each host's "my active calls" and the stale-host sweep.
+HOSTS_SQL = """
+ALTER TABLE conversations ADD COLUMN host_url TEXT;
+CREATE INDEX conversations_host ON conversations(host_url, status)
+"""
+
+
+def _seed_defaults(conn: Database, now: str) -> None:
     """The default replica and persona exist after installation."""
     r = DEFAULT_REPLICA
     conn.execute(
@@ -146,44 +155,44 @@ def _seed_defaults(conn: sqlite3.Connection, now: str) -> None:
     )
 
 
-Migration = tuple[int, str, "str | Callable[[sqlite3.Connection, str], None]"]
+Migration = tuple[int, str, "str | Callable[[Database, str], None]"]
 
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", INIT_SQL),
     (2, "default persona and replica", _seed_defaults),
     (3, "conversation recording path", "ALTER TABLE conversations ADD COLUMN recording_path TEXT"),
     (4, "knowledge base: documents, passages; document fields on conversations and personas", KNOWLEDGE_BASE_SQL),
+    (5, "the host that runs each conversation (several hosts, one store)", HOSTS_SQL),
 ]
 
 
-def apply(conn: sqlite3.Connection, now: str) -> list[int]:
-    """Run pending migrations; returns the versions applied."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-        " applied_at TEXT NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    known = max(v for v, _, _ in MIGRATIONS)
-    if done and max(done) > known:
-        raise RuntimeError(
-            f"database schema version {max(done)} is newer than this cvi-lab knows ({known}); upgrade cvi-lab"
+def apply(db: Database, now: str) -> list[int]:
+    """Run pending migrations; returns the versions applied. Hosts sharing a database take turns
+    (`migration_lock`), and each migration re-checks that no one applied it meanwhile."""
+    with db.migration_lock():
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL)"
         )
-    applied = []
-    for version, name, step in MIGRATIONS:
-        if version in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if isinstance(step, str):
-                for statement in step.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            else:
-                step(conn, now)
-            conn.execute("INSERT INTO schema_migrations VALUES (?,?,?)", (version, name, now))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(version)
-    return applied
+        done = {row[0] for row in db.execute("SELECT version FROM schema_migrations").fetchall()}
+        known = max(v for v, _, _ in MIGRATIONS)
+        if done and max(done) > known:
+            raise RuntimeError(
+                f"database schema version {max(done)} is newer than this cvi-lab knows ({known}); upgrade cvi-lab"
+            )
+        applied = []
+        for version, name, step in MIGRATIONS:
+            if version in done:
+                continue
+            with db.transaction():
+                if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", [version]).fetchone():
+                    continue
+                if isinstance(step, str):
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                else:
+                    step(db, now)
+                db.execute("INSERT INTO schema_migrations VALUES (?,?,?)", (version, name, now))
+            applied.append(version)
+        return applied

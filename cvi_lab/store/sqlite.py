@@ -1,25 +1,30 @@
-"""The SQLite store: one connection, WAL mode, autocommit per statement so a SIGKILL loses nothing written.
+"""The store: every table's records as plain dicts ready for the domain models, on SQLite (a file, the
+default) or PostgreSQL (`server.store.url`, several hosts sharing it), through store/database.py.
 
-Calls are short and run inline on the event loop (sub-millisecond on a local file); a lock makes the rare
-call from a worker thread safe. Records come back as plain dicts ready for the domain models.
+Calls are short and run inline on the event loop, synchronously: sub-millisecond on a local SQLite file, about
+a round trip to PostgreSQL (benchmarks/bench_store.py measures both); a lock makes the rare call from a
+worker thread safe. Each statement commits on its own, so a SIGKILL loses nothing written.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-import sqlite3
-import threading
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from cvi_lab.clock import Clock, SystemClock
 from cvi_lab.domain.timefmt import iso
 from cvi_lab.domain.documents import KNOWLEDGE_FIELDS
 from cvi_lab.store import migrations
+from cvi_lab.store.database import Cursor, Database, open_database
 from cvi_lab.store.documents import DocumentTables
 
 _JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts", "tags", "document_ids", "document_tags"}
 _BOOL_COLUMNS = {"test_mode", "require_auth"}
+# A conversation comes with its usage ledger's seconds (0 before the call started): one join, one round trip
+_USAGE_SECONDS = "COALESCE(u.seconds, 0.0) AS usage_seconds"
+_WITH_USAGE = "LEFT JOIN usage u ON u.conversation_id = c.conversation_id"
+_HIDDEN_COLUMNS = ("rowid",)  # PostgreSQL's spelled-out rowid (store/database.py): never part of a record
 
 PERSONA_COLUMNS = ("persona_name", "system_prompt", "context", "default_replica_id", "pipeline_mode", "layers",
                    *KNOWLEDGE_FIELDS)
@@ -29,7 +34,7 @@ REPLICA_COLUMNS = (
 CONVERSATION_COLUMNS = (
     "conversation_name", "status", "conversation_url", "replica_id", "persona_id", "callback_url",
     "conversational_context", "custom_greeting", "test_mode", "require_auth", "meeting_token", "max_participants",
-    "properties", "shutdown_reason", "ended_at", "recording_path", *KNOWLEDGE_FIELDS,
+    "properties", "shutdown_reason", "ended_at", "recording_path", "host_url", *KNOWLEDGE_FIELDS,
 )
 
 
@@ -39,43 +44,45 @@ def message_type_of(event_type: str) -> str:
 
 
 class Store(DocumentTables):
-    def __init__(self, path: str | pathlib.Path, clock: Clock | None = None) -> None:
-        self.path = pathlib.Path(path)
+    def __init__(self, location: str | pathlib.Path, clock: Clock | None = None) -> None:
+        """`location`: a postgresql:// URL, or the SQLite file's path."""
         self.clock = clock or SystemClock()
-        self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn: Database = open_database(location)
+        self._lock = self._conn.lock
+        self.kind = self._conn.kind
+        self.location = self._conn.location
+        self.path: pathlib.Path | None = self._conn.path  # the SQLite file; None on PostgreSQL
+        try:
             self.applied_migrations = migrations.apply(self._conn, self.now())
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @classmethod
+    def configured(cls, store: Mapping[str, Any], clock: Clock | None = None) -> "Store":
+        """The store `server.store` names: PostgreSQL at `url` when one is set, else SQLite at `path`."""
+        return cls(store["url"] if store["url"] else store["path"], clock)
 
     def now(self) -> str:
         return iso(self.clock.now())
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @property
-    def journal_mode(self) -> str:
-        return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        self._conn.close()
 
     def schema_version(self) -> int:
-        return self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        return self._exec("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
 
     # ------------------------------------------------------------ helpers
-    def _exec(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params))
+    def _exec(self, sql: str, params: Iterable[Any] = ()) -> Cursor:
+        return self._conn.execute(sql, params)
 
     @staticmethod
-    def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    def _row(row: Any) -> dict[str, Any] | None:
         if row is None:
             return None
         out = dict(row)
+        for hidden in _HIDDEN_COLUMNS:
+            out.pop(hidden, None)
         for key in list(out):
             if key in _JSON_COLUMNS and out[key] is not None:
                 out[key] = json.loads(out[key])
@@ -164,39 +171,51 @@ class Store(DocumentTables):
         return self.get_conversation(conversation_id)
 
     def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        row = self._row(
-            self._exec("SELECT * FROM conversations WHERE conversation_id = ?", [conversation_id]).fetchone()
-        )
-        if row is not None:
-            usage = self.get_usage(conversation_id)
-            row["usage_seconds"] = usage["seconds"] if usage else 0.0
-        return row
+        return self._row(self._exec(
+            f"SELECT c.*, {_USAGE_SECONDS} FROM conversations c {_WITH_USAGE} WHERE c.conversation_id = ?",
+            [conversation_id]).fetchone())
 
     def list_conversations(self, limit: int = 10, page: int = 1, status: str | None = None) -> tuple[list[dict], int]:
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows, total = self._page("conversations", where, params, limit, page)
-        for row in rows:
-            usage = self.get_usage(row["conversation_id"])
-            row["usage_seconds"] = usage["seconds"] if usage else 0.0
-        return rows, total
+        """A page, newest first, each with its usage."""
+        where, params = ("WHERE c.status = ?", [status]) if status else ("", [])
+        total = self._exec(f"SELECT COUNT(*) FROM conversations c {where}", params).fetchone()[0]
+        rows = self._exec(
+            f"SELECT c.*, {_USAGE_SECONDS} FROM conversations c {_WITH_USAGE} {where}"
+            " ORDER BY c.created_at DESC, c.rowid DESC"
+            " LIMIT ? OFFSET ?", [*params, limit, (page - 1) * limit]).fetchall()
+        return [self._row(r) for r in rows], total
 
     def update_conversation(self, conversation_id: str, **fields: Any) -> bool:
         return self._update("conversations", "conversation_id", conversation_id, CONVERSATION_COLUMNS, fields)
 
+    def finish_conversation(self, conversation_id: str, shutdown_reason: str) -> bool:
+        """Marks a record ended unless it already is; True for the one caller (of any host) that ended it."""
+        now = self.now()
+        return self._exec("UPDATE conversations SET status = 'ended', shutdown_reason = ?, ended_at = ?,"
+                          " updated_at = ? WHERE conversation_id = ? AND status <> 'ended'",
+                          [shutdown_reason, now, now, conversation_id]).rowcount > 0
+
+    def active_conversations(self, host_url: str | None = None) -> list[dict[str, Any]]:
+        """The active records, oldest first; with `host_url`, only those that host runs."""
+        where, params = ("AND host_url = ?", [host_url]) if host_url is not None else ("", [])
+        rows = self._exec(f"SELECT * FROM conversations WHERE status = 'active' {where} ORDER BY created_at, rowid",
+                          params).fetchall()
+        return [self._row(r) for r in rows]
+
+    def stale_conversations(self, heartbeat_before: str) -> list[dict[str, Any]]:
+        """Active records whose usage was last beaten before `heartbeat_before`: their host stopped."""
+        rows = self._exec(
+            "SELECT c.* FROM conversations c LEFT JOIN usage u ON u.conversation_id = c.conversation_id"
+            " WHERE c.status = 'active' AND COALESCE(u.heartbeat_at, c.created_at) < ? ORDER BY c.created_at",
+            [heartbeat_before]).fetchall()
+        return [self._row(r) for r in rows]
+
     def delete_conversation(self, conversation_id: str) -> bool:
         """Removes the record, its events and turn metrics; the usage ledger row stays (it is accounting)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                n = self._conn.execute(
-                    "DELETE FROM conversations WHERE conversation_id = ?", [conversation_id]
-                ).rowcount
-                self._conn.execute("DELETE FROM events WHERE conversation_id = ?", [conversation_id])
-                self._conn.execute("DELETE FROM turn_metrics WHERE conversation_id = ?", [conversation_id])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._conn.transaction():
+            n = self._exec("DELETE FROM conversations WHERE conversation_id = ?", [conversation_id]).rowcount
+            self._exec("DELETE FROM events WHERE conversation_id = ?", [conversation_id])
+            self._exec("DELETE FROM turn_metrics WHERE conversation_id = ?", [conversation_id])
         return n > 0
 
     # ------------------------------------------------------------ events (transcript and lifecycle)
@@ -204,12 +223,11 @@ class Store(DocumentTables):
         self, conversation_id: str, event_type: str, properties: dict[str, Any] | None = None,
         message_type: str | None = None, timestamp: str | None = None,
     ) -> int:
-        cur = self._exec(
-            "INSERT INTO events (conversation_id, event_type, message_type, properties, timestamp) VALUES (?,?,?,?,?)",
-            [conversation_id, event_type, message_type or message_type_of(event_type),
-             json.dumps(properties or {}), timestamp or self.now()],
-        )
-        return cur.lastrowid
+        return self._exec(
+            "INSERT INTO events (conversation_id, event_type, message_type, properties, timestamp) VALUES (?,?,?,?,?)"
+            " RETURNING id", [conversation_id, event_type, message_type or message_type_of(event_type),
+                              json.dumps(properties or {}), timestamp or self.now()],
+        ).fetchone()[0]
 
     def events(self, conversation_id: str) -> list[dict[str, Any]]:
         rows = self._exec(
@@ -221,8 +239,10 @@ class Store(DocumentTables):
     # ------------------------------------------------------------ usage ledger
     def start_usage(self, conversation_id: str) -> None:
         now = self.now()
-        self._exec("INSERT OR REPLACE INTO usage (conversation_id, started_at, heartbeat_at, seconds) VALUES (?,?,?,0)",
-                   [conversation_id, now, now])
+        self._exec("INSERT INTO usage (conversation_id, started_at, heartbeat_at, seconds, ended_at)"
+                   " VALUES (?,?,?,0,NULL)"
+                   " ON CONFLICT (conversation_id) DO UPDATE SET started_at = excluded.started_at,"
+                   " heartbeat_at = excluded.heartbeat_at, seconds = 0, ended_at = NULL", [conversation_id, now, now])
 
     def heartbeat_usage(self, conversation_id: str, seconds: float) -> None:
         self._exec("UPDATE usage SET seconds = ?, heartbeat_at = ? WHERE conversation_id = ? AND ended_at IS NULL",
@@ -243,8 +263,10 @@ class Store(DocumentTables):
 
     # ------------------------------------------------------------ per-turn latency metrics
     def add_turn_metrics(self, conversation_id: str, turn_idx: int, metrics: dict[str, Any]) -> None:
-        self._exec("INSERT OR REPLACE INTO turn_metrics (conversation_id, turn_idx, metrics, created_at)"
-                   " VALUES (?,?,?,?)", [conversation_id, int(turn_idx), json.dumps(metrics), self.now()])
+        self._exec("INSERT INTO turn_metrics (conversation_id, turn_idx, metrics, created_at) VALUES (?,?,?,?)"
+                   " ON CONFLICT (conversation_id, turn_idx) DO UPDATE SET metrics = excluded.metrics,"
+                   " created_at = excluded.created_at",
+                   [conversation_id, int(turn_idx), json.dumps(metrics), self.now()])
 
     def turn_metrics(self, conversation_id: str) -> list[dict[str, Any]]:
         rows = self._exec("SELECT turn_idx, metrics, created_at FROM turn_metrics WHERE conversation_id = ?"
@@ -254,10 +276,10 @@ class Store(DocumentTables):
     # ------------------------------------------------------------ webhook deliveries
     def add_delivery(self, conversation_id: str | None, event_type: str, url: str, payload: dict[str, Any]) -> int:
         now = self.now()
-        cur = self._exec(
+        return self._exec(
             "INSERT INTO webhook_deliveries (conversation_id, event_type, url, payload, created_at, updated_at)"
-            " VALUES (?,?,?,?,?,?)", [conversation_id, event_type, url, json.dumps(payload), now, now])
-        return cur.lastrowid
+            " VALUES (?,?,?,?,?,?) RETURNING id", [conversation_id, event_type, url, json.dumps(payload), now, now],
+        ).fetchone()[0]
 
     def update_delivery(self, delivery_id: int, *, status: str, attempts: int, status_code: int | None,
                         error: str | None) -> None:

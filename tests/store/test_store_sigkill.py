@@ -1,12 +1,15 @@
-"""Persistence across SIGKILL: a real server process is killed mid-conversation and restarted on the same home."""
+"""Persistence across SIGKILL: a real server process is killed mid-conversation and restarted on the same home
+and store, on both backends (each statement commits on its own: what was written before the kill is there)."""
 
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 
 import aiohttp
+import pytest
+
+from cvi_lab.store.database import open_database
 
 from tests.helpers.config import STANDIN_BUILDER
 from tests.helpers.server_process import ServerProcess
@@ -15,18 +18,29 @@ OVERRIDES = ("server.usage.heartbeat_s=0.2", "server.runtimes=[tests.helpers.scr
              f"server.replica_builder={STANDIN_BUILDER}")
 
 
-def persisted_usage(db, cid) -> float:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+def persisted_usage(location, cid) -> float:
+    db = open_database(location)
     try:
-        row = conn.execute("SELECT seconds FROM usage WHERE conversation_id = ?", [cid]).fetchone()
+        row = db.execute("SELECT seconds FROM usage WHERE conversation_id = ?", [cid]).fetchone()
         return row[0] if row else 0.0
     finally:
-        conn.close()
+        db.close()
 
 
-async def test_sigkill_mid_conversation_then_restart(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_store(request, tmp_path) -> tuple[str, tuple[str, ...]]:
+    """(where the server's store is, the overrides that put it there)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "home" / "cvi-lab.db"), ()
+    url = request.getfixturevalue("pg_cluster").new_database()
+    return url, (f"server.store.url={url}",)
+
+
+async def test_sigkill_mid_conversation_then_restart(tmp_path, server_store):
     home = tmp_path / "home"
-    with ServerProcess(home, *OVERRIDES) as first:
+    db, store_overrides = server_store
+    overrides = (*OVERRIDES, *store_overrides)
+    with ServerProcess(home, *overrides) as first:
         first.wait_ready()
         async with aiohttp.ClientSession(first.base) as http:
             persona = await (await http.post("/v2/personas", json={
@@ -40,7 +54,6 @@ async def test_sigkill_mid_conversation_then_restart(tmp_path):
                 "persona_id": persona["persona_id"], "test_mode": True})).json()
         assert live["status"] == "active"
         cid = live["conversation_id"]
-        db = home / "cvi-lab.db"
         deadline = time.monotonic() + 60
         while persisted_usage(db, cid) < 0.2 and time.monotonic() < deadline:  # at least one heartbeat stored
             time.sleep(0.05)
@@ -48,7 +61,7 @@ async def test_sigkill_mid_conversation_then_restart(tmp_path):
         assert before_kill >= 0.2
         first.stop(signal.SIGKILL)
 
-    with ServerProcess(home, *OVERRIDES) as second:
+    with ServerProcess(home, *overrides) as second:
         second.wait_ready()
         async with aiohttp.ClientSession(second.base) as http:
             rec = await (await http.get(f"/v2/conversations/{cid}", params={"verbose": "true"})).json()
@@ -71,7 +84,7 @@ async def test_sigkill_mid_conversation_then_restart(tmp_path):
         assert second.stop(signal.SIGTERM) == 0
         assert "resolved 1 conversation(s) left active by a previous run" in second.output()
         assert "ending live conversations" in second.output()
-    conn = sqlite3.connect(home / "cvi-lab.db")
+    conn = open_database(db)
     assert conn.execute("SELECT COUNT(*) FROM turn_metrics WHERE conversation_id = ?", [cid]).fetchone()[0] == 1
     reasons = dict(conn.execute("SELECT conversation_id, shutdown_reason FROM conversations").fetchall())
     assert reasons[cid] == "server_restart" and "server_shutdown" in reasons.values()

@@ -1,46 +1,67 @@
-"""The SQLite store: WAL, versioned migrations, seeded defaults, every table's round trip."""
+"""The store on both backends (conftest.store_location): versioned migrations, seeded defaults, every table's
+round trip, and two processes writing at once; SQLite's WAL."""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
 from cvi_lab.clock import FakeClock
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID
 from cvi_lab.store import Store, migrations
+from cvi_lab.store.database import open_database, to_postgres
+from tests.helpers.server_process import REPO, env
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "db" / "cvi.db", FakeClock())
+def store(store_location):
+    s = Store(store_location, FakeClock())
     yield s
     s.close()
 
 
-def test_wal_migrations_and_seeded_defaults(store, tmp_path):
-    assert store.journal_mode == "wal"
+def test_migrations_and_seeded_defaults(store, store_location):
     assert store.applied_migrations == [v for v, _, _ in migrations.MIGRATIONS]
     assert store.schema_version() == migrations.MIGRATIONS[-1][0]
     persona = store.get_persona(DEFAULT_PERSONA_ID)
     assert persona["pipeline_mode"] == "full" and persona["system_prompt"]
     assert persona["default_replica_id"] == DEFAULT_REPLICA_ID
     assert store.get_replica(DEFAULT_REPLICA_ID)["status"] == "completed"
+    assert "rowid" not in persona  # PostgreSQL's spelled-out rowid stays inside the store
     store.close()
-    again = Store(tmp_path / "db" / "cvi.db")
+    again = Store(store_location)
     assert again.applied_migrations == []  # nothing re-applied
     again.close()
 
 
-def test_a_newer_schema_is_refused(tmp_path):
-    path = tmp_path / "cvi.db"
-    Store(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
-    conn.commit()
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    Store(tmp_path / "cvi.db").close()
+    conn = sqlite3.connect(tmp_path / "cvi.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_a_newer_schema_is_refused(store_location):
+    Store(store_location).close()
+    db = open_database(store_location)
+    db.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
+    db.close()
     with pytest.raises(RuntimeError, match="newer than this cvi-lab knows"):
-        Store(path)
+        Store(store_location)
+
+
+def test_the_postgres_dialect_is_one_translation_of_the_sqlite_sql():
+    assert to_postgres("SELECT * FROM t WHERE a = ? AND b LIKE '5%'") == "SELECT * FROM t WHERE a = %s AND b LIKE '5%%'"
+    assert to_postgres("INSERT OR IGNORE INTO t (a) VALUES (?)") == (
+        "INSERT INTO t (a) VALUES (%s) ON CONFLICT DO NOTHING")
+    assert to_postgres("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, s REAL\n)") == (
+        "CREATE TABLE t (id BIGSERIAL PRIMARY KEY, s DOUBLE PRECISION, rowid BIGSERIAL)")
+    assert to_postgres("SELECT 1 FROM json_each(documents.tags) WHERE value IN (?)") == (
+        "SELECT 1 FROM json_array_elements_text(documents.tags::json) AS json_each(value) WHERE value IN (%s)")
+    assert to_postgres("BEGIN IMMEDIATE") == "BEGIN"
 
 
 def test_records_round_trip_and_paging(store):
@@ -87,3 +108,40 @@ def test_events_usage_metrics_and_delete_keeps_the_ledger(store):
     assert store.get_conversation("c01") is None and store.events("c01") == [] and store.turn_metrics("c01") == []
     assert store.get_usage("c01")["seconds"] == 3.5  # the ledger is accounting: kept
     assert not store.delete_conversation("c01")
+
+
+def test_two_processes_writing_at_once_lose_nothing(store_location):
+    """Two writers start together on a new database (both migrate it) and interleave inserts and updates."""
+    n = 60
+    writers = [subprocess.Popen([sys.executable, "-m", "tests.store.writer", store_location, tag, str(n)],
+                                cwd=REPO, env=env(), stderr=subprocess.PIPE) for tag in ("a", "b")]
+    for w in writers:
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err.decode()
+    store = Store(store_location)
+    try:
+        assert store.applied_migrations == []
+        _, total = store.list_conversations(limit=1, page=1)
+        assert total == 2 * n
+        shared = store.events("shared")
+        for tag in ("a", "b"):  # each writer's events all there, in its own order
+            assert [e["properties"]["i"] for e in shared if e["properties"]["writer"] == tag] == list(range(n))
+            assert all(store.events(f"c{tag}{i:04d}") for i in range(n))
+        assert store.get_conversation("ca0007")["properties"] == {"i": 7}
+    finally:
+        store.close()
+
+
+def test_documents_tags_and_passages(store):
+    """The knowledge base's queries: json_each over tags, passages replaced in one transaction, cascade."""
+    store.insert_document("d01", {"document_name": "a", "document_url": "u", "status": "ready", "tags": ["x", "y"]})
+    store.clock.advance(1)
+    store.insert_document("d02", {"document_name": "b", "document_url": "u", "status": "processing", "tags": ["x"]})
+    assert store.replace_passages("d01", ["one", "two"]) == 2
+    assert store.replace_passages("d01", ["three"]) == 1 and store.replace_passages("d02", []) == 0
+    assert store.passages(["d01", "d02"]) == [("d01", 0, "three")]
+    assert store.ready_document_ids([], ["x"]) == ["d01"]  # d02 is not ready
+    rows, total = store.list_documents(tags=["x"])
+    assert total == 2 and [r["document_id"] for r in rows] == ["d02", "d01"]
+    assert store.list_documents(tags=["nope"])[1] == 0
+    assert store.delete_document("d01") and store.passages(["d01"]) == []
