@@ -71,6 +71,8 @@ def build_openapi(routes: list[Route], limits: dict[str, Any], languages: list[s
                 schema["default"] = q.default
             if q.enum:
                 schema["enum"] = list(q.enum)
+            if q.pattern is not None:
+                schema["pattern"] = q.pattern
             if q.minimum is not None:
                 schema["minimum"] = q.minimum
             if q.maximum is not None:

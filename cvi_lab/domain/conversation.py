@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from cvi_lab.domain.validation import HttpUrl, Id, Int, Name, RequestModel, Text, limit, limit_ref
 from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
-from cvi_lab.domain.documents import Names, RetrievalStrategy
+from cvi_lab.domain.documents import Names, RetrievalStrategy, Tags
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
@@ -86,7 +86,7 @@ class ConversationCreate(Aliased, RequestModel):
     SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}
                                for k in ("persona_id", "replica_id", "pal_id", "face_id")]}]
     document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
-    document_tags: Names | None = None  # and every document with one of these tags
+    document_tags: Tags | None = None  # and every document with one of these tags
     document_retrieval_strategy: RetrievalStrategy | None = None
 
     @field_validator("max_participants")

@@ -96,9 +96,9 @@ async def test_local_paths_are_refused_when_the_conf_says_so(make_client, tmp_pa
 
 @pytest.mark.parametrize("body,words", [
     ({}, "document_url"),
-    ({"document_url": "  "}, "document_url is empty"),
+    ({"document_url": "  "}, "document_url: the source is empty"),
     ({"document_url": "gopher://x/y"}, "scheme 'gopher' is not accepted"),
-    ({"document_url": "builtin:astronaut"}, "builtin: sources are replicas' only"),
+    ({"document_url": "builtin:astronaut"}, "the scheme 'builtin' is not accepted"),
     ({"document_url": "/x", "tags": "faq"}, "tags"),
     ({"document_url": "/x", "shape": 1}, "unknown field 'shape'"),
 ])
