@@ -25,6 +25,7 @@ class Query:
     minimum: int | None = None
     maximum: int | str | None = None  # a number, or a key of server.limits
     pattern: str | None = None
+    max_length: int | str | None = None  # a number, or a key of server.limits
 
 
 @dataclass

@@ -96,14 +96,16 @@ class Document(BaseModel):
     updated_at: str
 
 
-KNOWLEDGE_FIELDS = ("document_ids", "document_tags", "document_retrieval_strategy")
-"""What conversations and PALs take to choose their documents: by id, or every document with one of the tags;
-`document_retrieval_strategy` trades passages in the prompt for latency. Declared on each model as
-`document_ids: Names | None`, `document_tags: Tags | None`, `document_retrieval_strategy: RetrievalStrategy | None`."""
+KNOWLEDGE_FIELDS = ("document_ids", "document_tags", "document_retrieval_strategy", "memory_stores")
+"""What conversations and PALs take to choose what a call knows: documents by id, or every document with one of
+the tags (`document_retrieval_strategy` trades passages in the prompt for latency), and the memory stores (tags,
+domain/memories.py) it recalls and adds to. Declared on each model as `document_ids: Names | None`,
+`document_tags: Tags | None`, `document_retrieval_strategy: RetrievalStrategy | None`,
+`memory_stores: Tags | None`."""
 
 
 def knowledge(model: BaseModel) -> dict[str, Any]:
-    """The three fields of a request model, as stored."""
+    """The knowledge fields of a request model, as stored."""
     return {name: getattr(model, name) for name in KNOWLEDGE_FIELDS}
 
 

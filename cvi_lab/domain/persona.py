@@ -104,6 +104,7 @@ class PersonaCreate(Aliased, RequestModel):
     document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
     document_tags: Tags | None = None  # and every document with one of these tags
     document_retrieval_strategy: RetrievalStrategy | None = None
+    memory_stores: Tags | None = None  # memories (SPEC §5): recalled from and added to these tags
 
     @model_validator(mode="after")
     def _prompt_in_full_mode(self) -> "PersonaCreate":
@@ -140,6 +141,7 @@ class Persona(BaseModel):
     document_ids: list[str] | None = None
     document_tags: list[str] | None = None
     document_retrieval_strategy: RetrievalStrategy | None = None
+    memory_stores: list[str] | None = None
     created_at: str
     updated_at: str
 

@@ -17,8 +17,10 @@ from cvi_lab.domain.timefmt import iso
 from cvi_lab.domain.documents import KNOWLEDGE_FIELDS
 from cvi_lab.store import migrations
 from cvi_lab.store.documents import DocumentTables
+from cvi_lab.store.memories import MemoryTables
 
-_JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts", "tags", "document_ids", "document_tags"}
+_JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts", "tags", "document_ids", "document_tags",
+                 "memory_stores"}
 _BOOL_COLUMNS = {"test_mode", "require_auth"}
 
 PERSONA_COLUMNS = ("persona_name", "system_prompt", "context", "default_replica_id", "pipeline_mode", "layers",
@@ -38,7 +40,7 @@ def message_type_of(event_type: str) -> str:
     return head if head in ("system", "application", "conversation") else "system"
 
 
-class Store(DocumentTables):
+class Store(DocumentTables, MemoryTables):
     def __init__(self, path: str | pathlib.Path, clock: Clock | None = None) -> None:
         self.path = pathlib.Path(path)
         self.clock = clock or SystemClock()
