@@ -37,8 +37,8 @@ from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*conversations.ROUTES, *app_messages.ROUTES, *personas.ROUTES, *replicas.ROUTES, *documents.ROUTES,
-                     *memories.ROUTES]
+ROUTES: list[Route] = [*conversations.ROUTES, *app_messages.ROUTES, *personas.ROUTES, *replicas.ROUTES,
+                       *documents.ROUTES, *memories.ROUTES]
 Installer = Callable[[web.Application], Any]
 
 

@@ -13,7 +13,8 @@ from cvi_lab.domain.vocabulary import FACES, REPLICA_NAMES, Aliased, renamed_mod
 ReplicaStatus = Literal["started", "completed", "error"]
 
 BUILTIN_SOURCE = "builtin:astronaut"
-# What `train_video_url` accepts: a local path, an http(s) URL with a host, a file: or builtin: URL (cvi_lab/calls/replicas.py).
+# What `train_video_url` accepts (cvi_lab/calls/replicas.py): a local path, an http(s) URL with a host, a file: or
+# builtin: URL.
 Source = source(source_schema("[Ff][Ii][Ll][Ee]", "builtin"), "a local path, file://, http(s):// or builtin:")
 
 

@@ -2,9 +2,9 @@
 
 What it keeps, and why: a sentence of the participant (never the replica's, which may be wrong or invented) that
 is not a question, has at least `min_words` words, and matches one of the `facts` patterns (first-person
-statements: "my name is…", "I live in…", "I'm allergic to…", "call me…") or of the `decisions` patterns ("let's…",
-"we decided…", "I'll…"), after leading fillers ("well, so, okay…") are dropped; small talk (`ignore`, e.g.
-"I'm fine") is not kept. Such sentences are what a later call needs to not ask again, and they are quoted as
+statements: "my name is…", "I live in…", "I'm allergic to…", "call me…") or of the `decisions` patterns
+("let's…", "we decided…", "I'll…"), after leading fillers ("well, so, okay…") are dropped; small talk (`ignore`,
+e.g. "I'm fine") is not kept. Such sentences are what a later call needs to not ask again, and they are quoted as
 said, so nothing the participant did not say enters a later prompt. Deterministic: the same call, the same memories.
 """
 
