@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from aiohttp import web
 
 from cvi_lab.cpu import deprioritize_media
-from cvi_lab.api import app_messages, conversations, documents, personas, replicas
+from cvi_lab.api import app_messages, conversations, documents, memories, personas, replicas
 from cvi_lab.api.errors import ApiError, error_middleware
 from cvi_lab.api.openapi import build_openapi
 from cvi_lab.api.routes import Route
@@ -28,6 +28,7 @@ from cvi_lab.calls.runtime import RuntimeFactory
 from cvi_lab.calls.documents import DocumentService
 from cvi_lab.calls.hosts import HOST_KEY_HEADER, INTERNAL_END_PATH
 from cvi_lab.calls.manager import ConversationManager
+from cvi_lab.calls.memories import MemoryKeeper
 from cvi_lab.calls.replicas import ReplicaService, load_object
 from cvi_lab.calls.settings import server_settings
 from cvi_lab.calls.webhooks import WebhookDeliverer
@@ -38,7 +39,8 @@ from cvi_lab.store import Store
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*conversations.ROUTES, *app_messages.ROUTES, *personas.ROUTES, *replicas.ROUTES, *documents.ROUTES]
+ROUTES: list[Route] = [*conversations.ROUTES, *app_messages.ROUTES, *personas.ROUTES, *replicas.ROUTES,
+                       *documents.ROUTES, *memories.ROUTES]
 Installer = Callable[[web.Application], Any]
 
 
@@ -124,6 +126,9 @@ def create_app(
     document_service = DocumentService(store, server, webhooks, clock)
     manager = ConversationManager(store, cfg, clock=clock, webhooks=webhooks, replicas=replica_service,
                                   base_url=base_url(server))
+    keeper = MemoryKeeper.from_config(cfg, store)
+    if keeper is not None:
+        manager.add_end_listener(keeper.remember)
     spec = build_openapi(ROUTES, dict(server["limits"]), manager.languages.supported())
     with warnings.catch_warnings():  # later layers reach the services by plain string keys: keep that simple
         warnings.simplefilter("ignore", web.NotAppKeyWarning)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from cvi_lab.api.errors import parse_body
-from cvi_lab.api.routes import PAGING, Query, Route, paging, query_choice
+from cvi_lab.api.routes import PAGING, Query, Route, one, paging, query_choice
 from cvi_lab.calls.documents import DocumentService
-from cvi_lab.domain.documents import MAX_TAGS, Document, DocumentCreate, DocumentUpdate
+from cvi_lab.domain.documents import MAX_TAGS, TAGS_QUERY_PATTERN, Document, DocumentCreate, DocumentUpdate, query_tags
 from cvi_lab.domain.errors import InvalidInput
 
 STATUSES = ("started", "processing", "ready", "error")
@@ -38,10 +38,11 @@ async def get(request: web.Request) -> web.Response:
 async def list_(request: web.Request) -> web.Response:
     limit, page = paging(request)
     status = query_choice(request, "status", STATUSES)
-    tags = [t for t in request.query.get("tags", "").split(",") if t.strip()]
-    if len(tags) > MAX_TAGS:
-        raise InvalidInput(f"query parameter tags has {len(tags)} entries; at most {MAX_TAGS} are accepted", "tags")
-    rows, total = _service(request).store.list_documents(limit, page, status, [t.strip() for t in tags])
+    try:
+        tags = query_tags(one(request, "tags"))
+    except ValueError as exc:
+        raise InvalidInput(f"query parameter tags {exc}", "tags") from None
+    rows, total = _service(request).store.list_documents(limit, page, status, tags)
     return web.json_response({"data": [_public(r) for r in rows], "total_count": total})
 
 
@@ -60,7 +61,8 @@ ROUTES = [
           "local path; processed in the background)", "documents", request=DocumentCreate, response=Document),
     Route("GET", "/v2/documents", list_, "List documents", "documents", response=Document, list_of=True,
           query=[*PAGING, Query("status", "string", "filter by status", None, STATUSES),
-                 Query("tags", "string", "comma-separated tags: documents with any of them")]),
+                 Query("tags", "string", "comma-separated tags: documents with any of them (blank entries are "
+                       f"ignored; at most {MAX_TAGS} others)", pattern=TAGS_QUERY_PATTERN)]),
     Route("GET", "/v2/documents/{document_id}", get, "Get a document", "documents", response=Document),
     Route("PATCH", "/v2/documents/{document_id}", update, "Change a document's name or tags", "documents",
           request=DocumentUpdate, response=Document),

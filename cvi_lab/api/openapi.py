@@ -71,6 +71,10 @@ def build_openapi(routes: list[Route], limits: dict[str, Any], languages: list[s
                 schema["default"] = q.default
             if q.enum:
                 schema["enum"] = list(q.enum)
+            if q.pattern is not None:
+                schema["pattern"] = q.pattern
+            if q.max_length is not None:
+                schema["maxLength"] = int(limits[q.max_length]) if isinstance(q.max_length, str) else q.max_length
             if q.minimum is not None:
                 schema["minimum"] = q.minimum
             if q.maximum is not None:

@@ -24,6 +24,8 @@ class Query:
     enum: tuple[str, ...] | None = None
     minimum: int | None = None
     maximum: int | str | None = None  # a number, or a key of server.limits
+    pattern: str | None = None
+    max_length: int | str | None = None  # a number, or a key of server.limits
 
 
 @dataclass
@@ -56,7 +58,7 @@ def speaking(vocabulary: Vocabulary, handler: Callable[[web.Request, Vocabulary]
     return bound
 
 
-def _one(request: web.Request, name: str) -> str | None:
+def one(request: web.Request, name: str) -> str | None:
     """The query parameter's value; given more than once (an array where one value is documented) is refused."""
     values = request.query.getall(name, [])
     if len(values) > 1:
@@ -65,7 +67,7 @@ def _one(request: web.Request, name: str) -> str | None:
 
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = _one(request, name)
+    raw = one(request, name)
     if raw is None:
         return default
     if not raw.isascii() or not raw.lstrip("-").isdigit():
@@ -80,7 +82,7 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
 
 
 def query_bool(request: web.Request, name: str) -> bool:
-    raw = _one(request, name)
+    raw = one(request, name)
     if raw is None:
         return False
     if raw not in ("true", "false"):
@@ -89,7 +91,7 @@ def query_bool(request: web.Request, name: str) -> bool:
 
 
 def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = _one(request, name)
+    raw = one(request, name)
     if raw is None:
         return None
     if raw not in choices:

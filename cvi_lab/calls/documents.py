@@ -91,9 +91,7 @@ class DocumentService:
     # ------------------------------------------------------------ processing
     @staticmethod
     def _local(source: str) -> pathlib.Path | None:
-        if source.startswith("builtin:"):
-            raise InvalidInput("document_url: builtin: sources are replicas' only; give an http(s) URL, a file:// "
-                               "URL or a local path", field="document_url")
+        """The file a path or file: URL names; None for http(s) (DocumentCreate refuses every other scheme)."""
         try:
             return local_source(source)
         except InvalidInput as exc:  # the replicas' wording names train_video_url

@@ -19,6 +19,7 @@ from cvi_lab.calls.call import Call
 from cvi_lab.calls.documents import check_document_ids
 from cvi_lab.calls.endpoint import ConversationEndpoint
 from cvi_lab.calls.hosts import HostPeers
+from cvi_lab.calls.memories import recall_memories
 from cvi_lab.calls.orphans import RecordsWithoutCall
 from cvi_lab.calls.rate import RateWindow
 from cvi_lab.calls.reads import ConversationReads
@@ -202,6 +203,7 @@ class ConversationManager(ConversationReads, RecordsWithoutCall):
         if len(self.live) >= self.max_concurrent:
             raise LimitReached(f"{CONCURRENCY_MESSAGE} ({self.max_concurrent}); end one to start another")
         record = self.store.insert_conversation(cid, fields)
+        persona = recall_memories(self.cfg, self.store, persona, record)  # the runtime's context has them
         call = Call(
             conversation_id=cid, record=record, persona=persona, replica=replica, language=language,
             room=CallRoom(cid, req.max_participants), started_mono=self.clock.monotonic(), manager=self,

@@ -18,6 +18,7 @@ import aiohttp
 from cvi_lab.calls.timers import sleep
 from cvi_lab.clock import Clock
 from cvi_lab.domain.timefmt import iso
+from cvi_lab.domain.vocabulary import both_id_names
 from cvi_lab.net.safe_fetch import FetchError, OutboundPolicy
 from cvi_lab.store import Store
 
@@ -44,7 +45,7 @@ class WebhookDeliverer:
             "message_type": event_type.split(".", 1)[0],
             "webhook_url": url,
             "timestamp": iso(self.clock.now()),
-            "properties": properties,
+            "properties": both_id_names(properties),
         }
 
     def send(self, conversation_id: str, url: str | None, event_type: str, properties: dict[str, Any]) -> int | None:
@@ -55,6 +56,8 @@ class WebhookDeliverer:
                                  self.payload(conversation_id, url, event_type, properties))
 
     def send_payload(self, conversation_id: str | None, url: str, event_type: str, payload: dict[str, Any]) -> int:
+        """Record and schedule any payload (a replica's or a document's own); a replica id is also named face_id."""
+        payload = both_id_names(payload)
         delivery_id = self.store.add_delivery(conversation_id, event_type, url, payload)
         self._spawn(delivery_id, url, payload, 0)
         return delivery_id

@@ -10,8 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from cvi_lab.domain.validation import HttpUrl, Id, Int, Name, RequestModel, Text, limit, limit_ref
-from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased
-from cvi_lab.domain.documents import Names, RetrievalStrategy
+from cvi_lab.domain.vocabulary import CONVERSATION_NAMES, Aliased, both_id_names
+from cvi_lab.domain.documents import Names, RetrievalStrategy, Tags
 
 DEFAULT_GREETING = "Hey there, how's it going? What can I do for you today?"
 
@@ -86,8 +86,9 @@ class ConversationCreate(Aliased, RequestModel):
     SCHEMA_RULES = [{"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}}
                                for k in ("persona_id", "replica_id", "pal_id", "face_id")]}]
     document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
-    document_tags: Names | None = None  # and every document with one of these tags
+    document_tags: Tags | None = None  # and every document with one of these tags
     document_retrieval_strategy: RetrievalStrategy | None = None
+    memory_stores: Tags | None = None  # memories (SPEC §5): recalled from and added to these tags
 
     @field_validator("max_participants")
     @classmethod
@@ -104,7 +105,12 @@ class ConversationEvent(BaseModel):
     event_type: str
     message_type: str
     timestamp: str
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)  # a replica_id also as face_id (SPEC §5)
+
+    @field_validator("properties")
+    @classmethod
+    def _both_id_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return both_id_names(value)
 
 
 class BothIdPairs(BaseModel):
@@ -145,6 +151,7 @@ class Conversation(BothIdPairs):
     document_ids: list[str] | None = None
     document_tags: list[str] | None = None
     document_retrieval_strategy: RetrievalStrategy | None = None
+    memory_stores: list[str] | None = None
     recording_path: str | None = None  # with enable_recording, once the MP4 is written (after the end)
     events: list[ConversationEvent] | None = None
 

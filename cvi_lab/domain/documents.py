@@ -7,22 +7,21 @@ A document is fetched and cut into passages in the background: `status` goes sta
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Name, RequestModel, Text
+from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, source, source_schema
 
 DOCUMENT = "d"  # id prefix, like the hosted API's document ids
 DocumentStatus = Literal["started", "processing", "ready", "error"]
 RetrievalStrategy = Literal["speed", "balanced", "quality"]
 DEFAULT_RETRIEVAL_STRATEGY: RetrievalStrategy = "balanced"  # SPEC §5
 MAX_TAGS = 32
-# What `document_url` accepts (calls/documents.py): not blank; a URL is http(s) with a host or file:, else a path.
-DOCUMENT_SOURCE_SCHEMA = {"pattern": NOT_BLANK, "anyOf": [
-    {"not": {"pattern": r"^[ \t\n\r\f\v]*[A-Za-z][A-Za-z0-9+.-]+:"}},
-    {"pattern": r"^[ \t\n\r\f\v]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#\x00-\x20\x7f]"},
-    {"pattern": r"^[ \t\n\r\f\v]*[Ff][Ii][Ll][Ee]:"}]}
+# What `document_url` accepts (calls/documents.py): a local path, an http(s) URL with a host, or a file: URL.
+DocumentSource = source(source_schema("[Ff][Ii][Ll][Ee]"), "a local path, file:// or http(s)://")
 
 
 def _few(value: list[str]) -> list[str]:
@@ -31,17 +30,45 @@ def _few(value: list[str]) -> list[str]:
     return value
 
 
-Names = Annotated[list[Name], AfterValidator(_few)]  # tags, document ids
+Names = Annotated[list[Name], AfterValidator(_few)]  # document ids
+
+# A tag (documents, memory stores): not empty, no comma (?tags= is comma-separated), no whitespace at either end
+# (a query's entries are stripped of it), so every stored tag can be asked for.
+TAG_PATTERN = r"^[^, \t\n\r\f\v]([^,]*[^, \t\n\r\f\v])?$"
+
+
+def _tag(value: str) -> str:
+    if not re.match(TAG_PATTERN, value):
+        raise ValueError(f"{value[:40]!r} is not a tag: a tag is not empty, has no comma and no whitespace at "
+                         "either end")
+    return value
+
+
+Tag = Annotated[Name, AfterValidator(_tag), Field(json_schema_extra={"pattern": TAG_PATTERN})]
+Tags = Annotated[list[Tag], AfterValidator(_few)]
+_BLANK = r"[ \t\n\r\f\v]*"
+_ENTRY = rf"{_BLANK}[^, \t\n\r\f\v][^,]*"
+# ?tags=a,b: comma-separated; blank entries are ignored; at most MAX_TAGS others (the pattern says exactly that).
+TAGS_QUERY_PATTERN = (rf"^({_BLANK},)*({_BLANK}|{_ENTRY}(,({_BLANK},)*{_ENTRY}){{0,{MAX_TAGS - 1}}}(,{_BLANK})*)$")
+
+
+def query_tags(raw: str | None) -> list[str]:
+    """The tags of a `?tags=` query (see TAGS_QUERY_PATTERN); more than MAX_TAGS is a ValueError."""
+    tags = [t.strip(" \t\n\r\f\v") for t in (raw or "").split(",")]
+    tags = [t for t in tags if t]
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"has {len(tags)} entries; at most {MAX_TAGS} are accepted")
+    return tags
 
 
 class DocumentCreate(RequestModel):
     """POST /v2/documents body: `document_url` is an http(s) URL (fetched through the outbound policy) or a
     local path / file:// URL on the server."""
 
-    document_url: Text = Field(json_schema_extra=DOCUMENT_SOURCE_SCHEMA)
+    document_url: DocumentSource
     document_name: Name | None = None
     callback_url: HttpUrl | None = None
-    tags: Names = Field(default_factory=list)
+    tags: Tags = Field(default_factory=list)
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
@@ -49,7 +76,7 @@ class DocumentUpdate(RequestModel):
     """PATCH /v2/documents/{document_id} body: the name and the tags can change; the content cannot."""
 
     document_name: Name | None = None
-    tags: Names | None = None
+    tags: Tags | None = None
 
 
 class Document(BaseModel):
@@ -69,14 +96,16 @@ class Document(BaseModel):
     updated_at: str
 
 
-KNOWLEDGE_FIELDS = ("document_ids", "document_tags", "document_retrieval_strategy")
-"""What conversations and PALs take to choose their documents: by id, or every document with one of the tags;
-`document_retrieval_strategy` trades passages in the prompt for latency. Declared on each model as
-`document_ids: Names | None`, `document_tags: Names | None`, `document_retrieval_strategy: RetrievalStrategy | None`."""
+KNOWLEDGE_FIELDS = ("document_ids", "document_tags", "document_retrieval_strategy", "memory_stores")
+"""What conversations and PALs take to choose what a call knows: documents by id, or every document with one of
+the tags (`document_retrieval_strategy` trades passages in the prompt for latency), and the memory stores (tags,
+domain/memories.py) it recalls and adds to. Declared on each model as `document_ids: Names | None`,
+`document_tags: Tags | None`, `document_retrieval_strategy: RetrievalStrategy | None`,
+`memory_stores: Tags | None`."""
 
 
 def knowledge(model: BaseModel) -> dict[str, Any]:
-    """The three fields of a request model, as stored."""
+    """The knowledge fields of a request model, as stored."""
     return {name: getattr(model, name) for name in KNOWLEDGE_FIELDS}
 
 

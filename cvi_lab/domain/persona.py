@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from cvi_lab.domain.documents import Names, RetrievalStrategy, knowledge
+from cvi_lab.domain.documents import Names, RetrievalStrategy, Tags, knowledge
 from cvi_lab.domain.ids import DEFAULT_PERSONA_ID, DEFAULT_REPLICA_ID
 from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Id, Name, OpenSection, RequestModel, Text, not_blank
 from cvi_lab.domain.vocabulary import PALS, PERSONA_NAMES, Aliased, renamed_model
@@ -102,8 +102,9 @@ class PersonaCreate(Aliased, RequestModel):
         "then": {"required": ["system_prompt"], "properties": {"system_prompt": {"type": "string", "pattern": NOT_BLANK}}},
     }]
     document_ids: Names | None = None  # knowledge base (SPEC §5): these documents,
-    document_tags: Names | None = None  # and every document with one of these tags
+    document_tags: Tags | None = None  # and every document with one of these tags
     document_retrieval_strategy: RetrievalStrategy | None = None
+    memory_stores: Tags | None = None  # memories (SPEC §5): recalled from and added to these tags
 
     @model_validator(mode="after")
     def _prompt_in_full_mode(self) -> "PersonaCreate":
@@ -140,6 +141,7 @@ class Persona(BaseModel):
     document_ids: list[str] | None = None
     document_tags: list[str] | None = None
     document_retrieval_strategy: RetrievalStrategy | None = None
+    memory_stores: list[str] | None = None
     created_at: str
     updated_at: str
 

@@ -7,18 +7,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
-from cvi_lab.domain.validation import NOT_BLANK, HttpUrl, Name, RequestModel, Text
+from cvi_lab.domain.validation import HttpUrl, Name, RequestModel, source, source_schema
 from cvi_lab.domain.vocabulary import FACES, REPLICA_NAMES, Aliased, renamed_model
 
 ReplicaStatus = Literal["started", "completed", "error"]
 
 BUILTIN_SOURCE = "builtin:astronaut"
-# What `train_video_url` accepts: not blank, and no URL scheme other than http(s)/file/builtin (cvi_lab/calls/replicas.py).
-SOURCE_SCHEMA = {"pattern": NOT_BLANK, "anyOf": [
-    {"not": {"pattern": r"^[ \t\n\r\f\v]*[A-Za-z][A-Za-z0-9+.-]+:"}},
-    {"pattern": r"^[ \t\n\r\f\v]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#\x00-\x20\x7f]"},  # http(s) with a host
-    {"pattern": r"^[ \t\n\r\f\v]*[Ff][Ii][Ll][Ee]:"},
-    {"pattern": r"^[ \t\n\r\f\v]*builtin:"}]}
+# What `train_video_url` accepts (cvi_lab/calls/replicas.py): a local path, an http(s) URL with a host, a file: or
+# builtin: URL.
+Source = source(source_schema("[Ff][Ii][Ll][Ee]", "builtin"), "a local path, file://, http(s):// or builtin:")
 
 
 class ReplicaCreate(Aliased, RequestModel):
@@ -28,7 +25,7 @@ class ReplicaCreate(Aliased, RequestModel):
 
     replica_name: Name | None = Field(None, description="≡ face_name")
     # a local path, file:// URL or http(s) URL of a face video or image (a path that names no file: 404)
-    train_video_url: Text = Field(json_schema_extra=SOURCE_SCHEMA)
+    train_video_url: Source
     callback_url: HttpUrl | None = None
     face_name: Name | None = Field(None, description="≡ replica_name (today's name)")
 

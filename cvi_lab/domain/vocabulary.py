@@ -19,6 +19,18 @@ REPLICA_NAMES = (("replica_id", "face_id"), ("replica_name", "face_name"))
 CONVERSATION_NAMES = (("persona_id", "pal_id"), ("replica_id", "face_id"))
 
 
+def both_id_names(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with today's name beside each older id it carries (`replica_id` → also `face_id`, `persona_id` →
+    also `pal_id`): how events and webhook payloads name a replica and a persona (SPEC §5: both id pairs)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        out[key] = value
+        today = dict(CONVERSATION_NAMES).get(key)
+        if today is not None and today not in record:
+            out[today] = value
+    return out
+
+
 def merge_aliases(data: Any, pairs: tuple[tuple[str, str], ...]) -> Any:
     """Move each today's-name key onto the older name; a null counts as not given; both names given: refused
     (even with one value: the schema can only say "one of them", and the server does exactly what it says)."""

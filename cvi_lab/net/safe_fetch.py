@@ -115,6 +115,8 @@ class OutboundPolicy:
                 addresses = await self.resolver(host, port)
             except OSError as exc:
                 raise FetchError(f"the host {host!r} does not resolve ({exc.strerror or exc})") from None
+            except UnicodeError:  # IDNA refuses it (e.g. a label over 63 characters): no such host can exist
+                raise FetchError(f"the host {host!r} is not a valid host name (IDNA)") from None
         if not addresses:
             raise FetchError(f"the host {host!r} does not resolve")
         for address in addresses:

@@ -157,12 +157,29 @@ def _seed_defaults(conn: Database, now: str) -> None:
 
 Migration = tuple[int, str, "str | Callable[[Database, str], None]"]
 
+MEMORIES_SQL = """
+CREATE TABLE memories (
+    memory_id TEXT PRIMARY KEY,
+    memory_store TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    conversation_id TEXT,
+    created_at TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX memories_by_store ON memories (memory_store, seq);
+ALTER TABLE conversations ADD COLUMN memory_stores TEXT;
+ALTER TABLE personas ADD COLUMN memory_stores TEXT
+"""
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", INIT_SQL),
     (2, "default persona and replica", _seed_defaults),
     (3, "conversation recording path", "ALTER TABLE conversations ADD COLUMN recording_path TEXT"),
     (4, "knowledge base: documents, passages; document fields on conversations and personas", KNOWLEDGE_BASE_SQL),
     (5, "the host that runs each conversation (several hosts, one store)", HOSTS_SQL),
+    (6, "memories: memory_stores on conversations and personas, the remembered sentences per tag", MEMORIES_SQL),
 ]
 
 

@@ -18,8 +18,10 @@ from cvi_lab.domain.documents import KNOWLEDGE_FIELDS
 from cvi_lab.store import migrations
 from cvi_lab.store.database import Cursor, Database, open_database
 from cvi_lab.store.documents import DocumentTables
+from cvi_lab.store.memories import MemoryTables
 
-_JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts", "tags", "document_ids", "document_tags"}
+_JSON_COLUMNS = {"layers", "properties", "payload", "metrics", "artifacts", "tags", "document_ids", "document_tags",
+                 "memory_stores"}
 _BOOL_COLUMNS = {"test_mode", "require_auth"}
 # A conversation comes with its usage ledger's seconds (0 before the call started): one join, one round trip
 _USAGE_SECONDS = "COALESCE(u.seconds, 0.0) AS usage_seconds"
@@ -43,7 +45,7 @@ def message_type_of(event_type: str) -> str:
     return head if head in ("system", "application", "conversation") else "system"
 
 
-class Store(DocumentTables):
+class Store(DocumentTables, MemoryTables):
     def __init__(self, location: str | pathlib.Path, clock: Clock | None = None) -> None:
         """`location`: a postgresql:// URL, or the SQLite file's path."""
         self.clock = clock or SystemClock()

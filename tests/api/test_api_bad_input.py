@@ -103,7 +103,7 @@ REPLICA_CASES = [
     ({}, "train_video_url is required"),
     ({"train_video_url": 3}, "train_video_url: Input should be a valid string"),
     ({"train_video_url": "builtin:astronaut", "shape": "round"}, "unknown field 'shape'"),
-    ({"train_video_url": "  "}, "train_video_url is empty"),
+    ({"train_video_url": "  "}, "train_video_url: the source is empty"),
     ({"train_video_url": "https://x/y.mp4", "callback_url": "mailto:a@b"}, "callback_url"),
     ({"train_video_url": MB}, "at most 100000"),
 ]

@@ -111,7 +111,9 @@ async def test_api_only_app_has_no_meeting_page_and_documents_its_routes(api):
                 ("post", "/v2/faces"), ("get", "/v2/faces"), ("get", "/v2/faces/{face_id}"),
                 ("delete", "/v2/faces/{face_id}"),
                 ("post", "/v2/documents"), ("get", "/v2/documents"), ("get", "/v2/documents/{document_id}"),
-                ("patch", "/v2/documents/{document_id}"), ("delete", "/v2/documents/{document_id}")}
+                ("patch", "/v2/documents/{document_id}"), ("delete", "/v2/documents/{document_id}"),
+                ("get", "/v2/memories"), ("get", "/v2/memories/{memory_id}"), ("delete", "/v2/memories/{memory_id}"),
+                ("delete", "/v2/memory_stores/{memory_store}")}
     got = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert got == expected
     schemas = spec["components"]["schemas"]

@@ -33,11 +33,6 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 
 @pytest.mark.slow  # minutes on a 2-core machine: `make test` runs it, `make test-fast` does not
-@pytest.mark.xfail(strict=False, reason=(
-    "known gaps (issue 12, item 7, open): the routes and checks merged last (documents, send-app-message, the "
-    "safe-fetch URL checks) enforce more than the document says: e.g. an empty document tag, control characters "
-    "in ?tags=, a bracketed host urlsplit refuses ('http://[C50]:70') are 400s the schema allows. It passed "
-    "(2230 cases, 0 issues) before those merges; the failures it prints are the list to close."))
 async def test_the_server_does_what_its_openapi_document_says(tmp_path):
     cfg = make_cfg(tmp_path / "home", api_keys=[KEY], port=0)
     config = tmp_path / "schemathesis.toml"

@@ -144,3 +144,18 @@ async def test_a_pal_on_another_transport_is_stored_but_cannot_start_a_call_here
     assert (await ok(await api.post("/v2/conversations", json={"pal_id": livekit["pal_id"]})))["status"] == "active"
     unknown = await refused(await api.post("/v2/pals", json={"pipeline_mode": "echo", "layers": {"transport": {"x": 1}}}))
     assert "unknown field 'layers.transport.x'" in unknown and "transport_type" in unknown
+
+
+async def test_events_and_webhooks_name_the_replica_by_both_ids(api):
+    """SPEC §5: wherever a record names a replica it carries face_id beside replica_id (and pal_id beside
+    persona_id): the stored events of a conversation and every webhook payload."""
+    conv = await (await api.post("/v2/conversations", json={
+        "face_id": DEFAULT_REPLICA_ID, "callback_url": "http://127.0.0.1:9/hook"})).json()
+    cid = conv["conversation_id"]
+    await api.post(f"/v2/conversations/{cid}/end")
+    record = await (await api.get(f"/v2/conversations/{cid}?verbose=true")).json()
+    named = [e["properties"] for e in record["events"] if "replica_id" in e["properties"]]
+    assert named and all(p["face_id"] == p["replica_id"] == DEFAULT_REPLICA_ID for p in named), record["events"]
+    payloads = [d["payload"] for d in api.app["store"].deliveries(cid)]
+    assert {p["event_type"] for p in payloads} >= {"system.shutdown", "application.transcription_ready"}
+    assert all(p["properties"]["face_id"] == p["properties"]["replica_id"] for p in payloads), payloads

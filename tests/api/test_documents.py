@@ -7,6 +7,7 @@ import pytest
 from aiohttp import web
 
 from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
+from tests.helpers.pdf import text_pdf
 
 CALL = {"test_mode": True, "replica_id": DEFAULT_REPLICA_ID}  # a conversation record without a call
 MD = "# Lab guide\n\nThe guest **Wi-Fi** password is tangerine-42.\n\nLunch is at noon in the atrium.\n"
@@ -72,11 +73,15 @@ async def test_an_oversize_download_ends_in_error(make_client, origin):
     assert done["status"] == "error" and "larger than the 1000 bytes accepted" in done["error_message"]
 
 
-async def test_a_pdf_ends_in_error_naming_the_missing_extractor(api, tmp_path):
+async def test_a_pdf_is_read_page_by_page_and_a_broken_one_ends_in_error(api, tmp_path):
     path = tmp_path / "manual.pdf"
-    path.write_bytes(b"%PDF-1.7\n...")
+    path.write_bytes(text_pdf(["The boiler room key hangs behind the blue door.", "Fire drills are on Mondays."]))
     done = await ready(api, (await create(api, document_url=f"file://{path}"))["document_id"])
-    assert done["status"] == "error" and "no PDF text extractor is installed" in done["error_message"]
+    assert done["status"] == "ready" and done["passage_count"] == 2, done
+    assert api.app["store"].passages([done["document_id"]])[0][2] == "The boiler room key hangs behind the blue door."
+    path.write_bytes(b"%PDF-1.7\n...")
+    done = await ready(api, (await create(api, document_url=str(path)))["document_id"])
+    assert done["status"] == "error" and "the PDF could not be read" in done["error_message"], done
 
 
 async def test_private_urls_are_refused_when_the_server_is_public_only(make_client, origin):
@@ -96,9 +101,9 @@ async def test_local_paths_are_refused_when_the_conf_says_so(make_client, tmp_pa
 
 @pytest.mark.parametrize("body,words", [
     ({}, "document_url"),
-    ({"document_url": "  "}, "document_url is empty"),
+    ({"document_url": "  "}, "document_url: the source is empty"),
     ({"document_url": "gopher://x/y"}, "scheme 'gopher' is not accepted"),
-    ({"document_url": "builtin:astronaut"}, "builtin: sources are replicas' only"),
+    ({"document_url": "builtin:astronaut"}, "the scheme 'builtin' is not accepted"),
     ({"document_url": "/x", "tags": "faq"}, "tags"),
     ({"document_url": "/x", "shape": 1}, "unknown field 'shape'"),
 ])

@@ -54,11 +54,11 @@ def test_markdown_loses_its_markup():
 
 
 @pytest.mark.parametrize("body,words", [
-    (b"%PDF-1.7 ...", "no PDF text extractor is installed (pypdf)"),
-    (b"\xff\xfe\x00\x01binary", "not UTF-8 text"),
+    (b"%PDF-1.7 ...", "the PDF could not be read"),
+    (b"\xff\xfe\x00\x01binary", "not UTF-8 text; accepted formats: text, markdown, html, pdf"),
 ])
 def test_unreadable_documents_say_what_is_accepted(body, words):
-    with pytest.raises(UnsupportedDocument, match=r"accepted formats: text, markdown, html") as err:
+    with pytest.raises(UnsupportedDocument) as err:
         to_text(body, detect_format("f.bin", None, body))
     assert words in str(err.value)
 

@@ -1,17 +1,18 @@
 """A document's bytes → plain text → passages: what retrieval searches and the prompt quotes.
 
 Why here: the retriever and the document processing must agree on what a passage is. Formats: plain text,
-Markdown (markup dropped) and HTML (stdlib parser: scripts, styles and tags dropped). PDF is refused with a
-clear message: no PDF text extractor ships in this environment (pypdf would add one).
+Markdown (markup dropped), HTML (stdlib parser: scripts, styles and tags dropped) and PDF (pypdf's text layer,
+page by page; a scanned PDF without one has no text and is refused as such).
 """
 
 from __future__ import annotations
 
 import html
+import io
 import re
 from html.parser import HTMLParser
 
-FORMATS = ("text", "markdown", "html")
+FORMATS = ("text", "markdown", "html", "pdf")
 _SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
              ".htm": "html", ".pdf": "pdf"}
 _MIME = {"text/plain": "text", "text/markdown": "markdown", "text/x-markdown": "markdown", "text/html": "html",
@@ -38,8 +39,7 @@ def detect_format(name: str, content_type: str | None, head: bytes) -> str:
 
 def to_text(body: bytes, fmt: str) -> str:
     if fmt == "pdf":
-        raise UnsupportedDocument("PDF documents cannot be read here: no PDF text extractor is installed "
-                                  f"(pypdf); accepted formats: {', '.join(FORMATS)}")
+        return pdf_text(body)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -78,6 +78,23 @@ class _TextOf(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._skipping:
             self.parts.append(data)
+
+
+def pdf_text(body: bytes) -> str:
+    """The text layer of every page, pages as paragraphs (an encrypted PDF is read only without a password)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(body))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnsupportedDocument("the PDF is encrypted with a password; give one that is not")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, UnsupportedDocument):
+            raise
+        raise UnsupportedDocument(f"the PDF could not be read ({type(exc).__name__}: {exc})"[:300]) from None
+    return "\n\n".join(pages)
 
 
 def html_text(markup: str) -> str:
