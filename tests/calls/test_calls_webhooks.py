@@ -63,7 +63,7 @@ async def test_lifecycle_webhooks_have_the_spec_shape(real_app):
                                 "properties"}
         assert payload["conversation_id"] == cid and payload["webhook_url"] == hooks.url
         assert payload["timestamp"].endswith("Z")
-    assert joined["message_type"] == "system" and joined["properties"] == {"replica_id": DEFAULT_REPLICA_ID}
+    assert joined["message_type"] == "system" and joined["properties"] == {"replica_id": DEFAULT_REPLICA_ID, "face_id": DEFAULT_REPLICA_ID}
     assert shutdown["properties"]["shutdown_reason"] == ShutdownReason.END_ENDPOINT
     assert ready["message_type"] == "application"
     # no runtime ran this call, so no LLM saw a system message: the transcript is the utterances alone
