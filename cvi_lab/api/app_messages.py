@@ -60,7 +60,8 @@ ROUTES = [
     Route("POST", PATH, send_app_message,
           "Send one interaction to a live conversation, as over its data channel (rate limited: 429)",
           "conversations", request=ENVELOPE_SCHEMA, response=AppMessageDelivered,
-          errors={400: "a malformed envelope, or a message the engine refuses (its reason is the message)",
-                  409: "the conversation is not live (ended, test_mode) or this server runs no runtime",
+          errors={400: "a malformed envelope, a message the engine refuses (its reason is the message), or a "
+                       "conversation that is not live (ended, test_mode), as the hosted API answers",
+                  409: "this server runs no runtime (server.runtimes is empty), so no call takes interactions",
                   429: "more app messages in the window than server.limits.app_messages_per_window"}),
 ]

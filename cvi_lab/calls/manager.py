@@ -286,14 +286,14 @@ class ConversationManager(ConversationReads, RecordsWithoutCall):
     # ------------------------------------------------------------ app messages
     async def app_message(self, conversation_id: str, message: object) -> dict[str, Any]:
         """`POST .../send-app-message`: one interaction envelope into the live call, through the same endpoint
-        the data channel uses. 404 unknown, 409 not live (ended, test mode, no runtime), 400 refused by the runtime,
-        429 over the rate."""
+        the data channel uses. 404 unknown, 400 not live (ended, test mode: SPEC §5) or refused by the runtime,
+        409 no runtime on this server, 429 over the rate."""
         call = self.live.get(conversation_id)
         if call is None or call.ending:
             if call is None and self.store.get_conversation(conversation_id) is None:
                 raise NotFound(f"conversation {conversation_id!r} does not exist")
-            raise Conflict(f"conversation {conversation_id} is not live (ended, or test_mode); app messages go to "
-                           "live conversations")
+            raise InvalidInput(f"conversation {conversation_id} is not live (ended, or test_mode); app messages go "
+                               "to live conversations")
         wait = call.app_messages.admit()
         if wait is not None:
             raise LimitReached(f"more than {call.app_messages.max_requests} app messages in "

@@ -1,5 +1,5 @@
 """POST /v2/conversations/{id}/send-app-message: the envelope goes the data channel's way (endpoint → runtime →
-engine), errors as SPEC §5 (404 unknown, 409 not live (ended, test mode), 400 malformed or refused, 429 over the rate limit), the OpenAPI entry.
+engine), errors as SPEC §5 (404 unknown, 400 not live (ended, test mode), malformed or refused, 409 no runtime, 429 over the rate limit), the OpenAPI entry.
 
 The runtime is the real `ConversationEngine` on the scripted stand-in stages of tests/engine (no models), so the
 refusals and events are the engine's own."""
@@ -142,14 +142,14 @@ async def test_unknown_ended_and_rate_limited(live, clock):
 
     assert (await live.post(f"/v2/conversations/{cid}/end")).status == 200
     resp = await send(live, cid, envelope(cid, "conversation.interrupt"))
-    assert resp.status == 409 and "is not live" in (await resp.json())["error"]
+    assert resp.status == 400 and "is not live" in (await resp.json())["error"]
 
 
 async def test_test_mode_conversations_never_take_app_messages(live):
     resp = await live.post("/v2/conversations", json={"replica_id": DEFAULT_REPLICA_ID, "test_mode": True})
     cid = (await resp.json())["conversation_id"]
     resp = await send(live, cid, envelope(cid, "conversation.interrupt"))
-    assert resp.status == 409 and "is not live" in (await resp.json())["error"]
+    assert resp.status == 400 and "is not live" in (await resp.json())["error"]
 
 
 async def test_the_openapi_document_declares_the_route(live):
