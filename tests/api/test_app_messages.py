@@ -1,5 +1,6 @@
 """POST /v2/conversations/{id}/send-app-message: the envelope goes the data channel's way (endpoint → runtime →
-engine), errors as SPEC §5 (404 unknown, 400 not live (ended, test mode), malformed or refused, 409 no runtime, 429 over the rate limit), the OpenAPI entry.
+engine), errors as SPEC §5 (404 unknown, 400 not live (ended, test mode), malformed or refused, 409 no runtime,
+429 over the rate limit), the OpenAPI entry.
 
 The runtime is the real `ConversationEngine` on the scripted stand-in stages of tests/engine (no models), so the
 refusals and events are the engine's own."""
