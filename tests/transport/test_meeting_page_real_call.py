@@ -29,6 +29,8 @@ from cvi_lab.transport.signaling import get_transport
 
 from .chromium import CHROMIUM, launch_args, requires_chromium
 
+log = logging.getLogger(__name__)
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow, requires_chromium, pytest.mark.asyncio(loop_scope="module")]
 
 GREETING = "Hello, these words are the caption."
@@ -197,6 +199,7 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             await page.wait_for_function("window.cviStats.framesDecoded >= 25", timeout=EVENT_TIMEOUT_MS)
 
             # the microphone select: Chromium's fake devices, by label
+            log.info("step: the microphone select: Chromium's fake")
             stats = await page.evaluate("window.cviStats")
             labels = [m["label"] for m in stats["microphones"]]
             assert len(labels) >= 2 and all("Fake" in label for label in labels), labels
@@ -209,6 +212,10 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             corner, centre = await keyed_pixel(page, "corner"), await keyed_pixel(page, "centre")
             assert corner[3] == 0, f"the keyed background is {corner}, not transparent"
             assert centre[3] == 255 and not near(centre[:3], GREEN), f"the face is keyed out: {centre}"
+            drawn = await page.evaluate("window.cvi.keyer().frames")  # the canvas follows the video
+            await page.wait_for_function(f"window.cvi.keyer().frames >= {drawn + 10}", timeout=EVENT_TIMEOUT_MS)
+            log.info("keyed: %s (per video frame: %s)", await page.evaluate("window.cvi.keyer().frames"),
+                     await page.evaluate("window.cvi.keyer().perVideoFrame"))
             # a chosen colour instead: the shader puts it where the green was
             await page.select_option("#background", "color")
             await page.eval_on_selector("#background-color", "i => { i.value = '#ff2000'; i.dispatchEvent(new Event('input')); }")
@@ -219,6 +226,7 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             assert near(await corner_pixel(page), GREEN) and await page.evaluate("window.cvi.keyedPixel(6, 6)") is None
 
             # the microphone is live: the engine's VAD hears JFK
+            log.info("step: the microphone is live: the engine's V")
             await server.wait(lambda: server.count("conversation.user.started_speaking") >= 1, 30, "the participant's speech")
 
             # mute: once the VAD's segment in flight has closed, the engine hears nothing
@@ -232,6 +240,7 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             elapsed_before = (await page.evaluate("window.cviStats"))["elapsedS"]
 
             # while muted (nothing barges in), the replica speaks: the indicator turns on, then off
+            log.info("step: while muted (nothing barges in), the r")
             turns = (await page.evaluate("window.cviStats"))["replicaSpeakingTurns"]
             await echo(page, "I can see that you are muted.")
             await page.wait_for_function(
@@ -252,6 +261,7 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             assert stats["elapsedS"] >= elapsed_before + 2 and await page.inner_text("#timer") != timer_before
 
             # unmute: heard again; then another microphone replaces the sent track
+            log.info("step: unmute: heard again; then another micr")
             await page.click("#mute")
             assert await page.get_attribute("#mute", "aria-pressed") == "false"
             await server.wait(lambda: server.count("conversation.user.started_speaking") > heard, 30,
@@ -263,6 +273,7 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             assert sent == other["label"], f"the sender's track is {sent!r}, not the chosen {other['label']!r}"
 
             # Leave: the server's room no longer has the participant
+            log.info("step: Leave: the server's room no longer has")
             await page.click("#leave")
             transport = get_transport(real_server.app)
             await server.wait(lambda: not transport.participants(cid), 15, "the participant to leave")

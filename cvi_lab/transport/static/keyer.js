@@ -49,7 +49,7 @@
   // createKeyer(video, canvas, keyRgb) -> {setBackground([r, g, b, a] 0..255 | null), pixel(x, y), start(), stop()}
   // or throws when the browser has no WebGL. `pixel` reads the canvas as the person sees it (RGBA, premultiplied).
   function createKeyer(video, canvas, keyRgb) {
-    const gl = canvas.getContext("webgl", { premultipliedAlpha: true, alpha: true, preserveDrawingBuffer: true });
+    const gl = canvas.getContext("webgl", { premultipliedAlpha: true, alpha: true });
     if (!gl) throw new Error("WebGL is not available");
     const program = gl.createProgram();
     gl.attachShader(program, compile(gl, gl.VERTEX_SHADER, VERTEX));
@@ -74,7 +74,7 @@
     const uBackground = uniform("u_background");
     gl.uniform4f(uBackground, 0, 0, 0, 0);
 
-    let running = false, frames = 0;
+    let running = false, frames = 0, fallback = null, lastFrameAt = 0;
     function draw() {
       if (!video.videoWidth || video.readyState < 2) return;
       if (canvas.width !== video.videoWidth || canvas.height !== video.videoHeight) {
@@ -86,26 +86,44 @@
       gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
       frames += 1;
     }
-    function loop() { // per display frame: the hidden video's own frame callbacks are not guaranteed
-      if (!running) return;
-      draw();
-      requestAnimationFrame(loop);
+    // Once per decoded video frame, not per display refresh (software WebGL on a small machine is not free):
+    // the video's frame callbacks, and a 25 fps timer where they do not come for the (unseen) video.
+    let generation = 0; // a callback still pending from before a stop() must not start a second chain
+    function perVideoFrame(gen) {
+      const onFrame = () => {
+        if (!running || gen !== generation) return;
+        lastFrameAt = performance.now();
+        if (fallback) { clearInterval(fallback); fallback = null; }
+        draw();
+        video.requestVideoFrameCallback(onFrame);
+      };
+      video.requestVideoFrameCallback(onFrame);
     }
-
+    function watch() {
+      if (running && !fallback && performance.now() - lastFrameAt > 1000) fallback = setInterval(draw, 40);
+    }
     return {
-      start() { if (!running) { running = true; loop(); } },
-      stop() { running = false; },
+      start() {
+        if (running) return;
+        running = true;
+        lastFrameAt = performance.now();
+        if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) perVideoFrame(++generation);
+        watch.timer = setInterval(watch, 500);
+      },
+      stop() { running = false; clearInterval(fallback); clearInterval(watch.timer); fallback = null; },
       setBackground(rgba) {
         const c = rgba || [0, 0, 0, 0];
         gl.uniform4f(uBackground, c[0] / 255, c[1] / 255, c[2] / 255, c[3] / 255);
         draw();
       },
-      pixel(x, y) {
+      pixel(x, y) { // drawn and read in one task: the drawing buffer need not be preserved
+        draw();
         const out = new Uint8Array(4);
         gl.readPixels(x, canvas.height - 1 - y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, out); // GL rows start at the bottom
         return Array.from(out);
       },
       get frames() { return frames; },
+      get perVideoFrame() { return running && !fallback; },
     };
   }
 

@@ -206,6 +206,6 @@
   });
 
   const keyedPixel = (x, y) => (backdrop && stats.background !== "green" ? backdrop.keyer.pixel(x, y) : null);
-  window.cvi = { send, leave, stats, keyedPixel, setMuted: mic.setMuted };
+  window.cvi = { send, leave, stats, keyedPixel, setMuted: mic.setMuted, keyer: () => (backdrop ? backdrop.keyer : null) };
   join().catch((err) => fail("Cannot join: " + err));
 })();
