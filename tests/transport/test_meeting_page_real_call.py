@@ -277,7 +277,9 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             await page.click("#leave")
             transport = get_transport(real_server.app)
             await server.wait(lambda: not transport.participants(cid), 15, "the participant to leave")
-            assert "left" in await page.inner_text("#status")
+            await page.wait_for_function("document.getElementById('status').textContent.includes('left')",
+                                         timeout=EVENT_TIMEOUT_MS)
+            assert await page.is_disabled("#mute") and await page.is_disabled("#leave")
     finally:
         server.unsubscribe()
         await real_server.api("POST", f"/v2/conversations/{cid}/end")
