@@ -224,6 +224,7 @@ async def test_green_screen_call_with_the_controls_a_person_expects(real_server,
             assert centre[3] == 255 and not near(centre[:3], (255, 32, 0)), centre
             await page.select_option("#background", "green")  # as sent: the video itself, the green screen
             assert near(await corner_pixel(page), GREEN) and await page.evaluate("window.cvi.keyedPixel(6, 6)") is None
+            assert await page.is_visible("#replica") and not await page.is_visible("#keyed")
 
             # the microphone is live: the engine's VAD hears JFK
             log.info("step: the microphone is live: the engine's V")
