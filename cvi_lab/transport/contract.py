@@ -17,6 +17,9 @@ from cvi_lab.media import VideoFrame
 INBOUND_SAMPLE_RATE = 16_000
 INBOUND_FRAME_SAMPLES = 320
 
+# SPEC §1 apply_greenscreen: the exact colour behind the replica, which the meeting page keys out.
+GREENSCREEN_RGB = (0, 255, 155)
+
 
 class CallEndpoint(Protocol):
     """One live conversation as seen by the transport."""
@@ -24,7 +27,7 @@ class CallEndpoint(Protocol):
     conversation_id: str
     # What the meeting page shows (GET /meet/{id}/info), from the conversation's properties (SPEC §1):
     captions_enabled: bool  # enable_closed_captions: show the utterance events as captions
-    greenscreen: bool  # apply_greenscreen: the replica's background is RGB [0, 255, 155]
+    greenscreen: bool  # apply_greenscreen: the replica's background is GREENSCREEN_RGB
     require_auth: bool  # the page needs the meeting_token (?t=...)
     audio_only: bool  # audio_only (SPEC §5): the answer carries no video track (frames have no image)
 

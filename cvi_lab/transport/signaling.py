@@ -2,12 +2,13 @@
 
 Routes (under `base_path`):
 - `GET  /meet/{conversation_id}`          the meeting page (404 page if the conversation is unknown/ended)
-- `GET  /meet/{conversation_id}/info`     JSON the page needs: captions on?, greenscreen?, token needed?, audio only?
+- `GET  /meet/{conversation_id}/info`     JSON the page needs: captions on?, greenscreen (and its key colour)?,
+                                          token needed?, audio only?
 - `POST /meet/{conversation_id}/offer`    `{sdp, type: "offer", meeting_token?, participant_id?}` ->
                                           `{sdp, type: "answer", participant_id}`
 - `POST /meet/{conversation_id}/leave`    `{participant_id}`: the participant leaves (page fallback to the
                                           data-channel `conversation.leave` message)
-- `GET  /meet-assets/{name}`              meeting.js / meeting.css
+- `GET  /meet-assets/{name}`              meeting.js, controls.js, keyer.js, meeting.css
 
 Why non-trickle: both ends gather host candidates only, which takes milliseconds, so one round trip is
 simpler than a candidate exchange and costs nothing.
@@ -26,7 +27,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from cvi_lab.transport.contract import CallEndpoint, ResolveEndpoint
+from cvi_lab.transport.contract import GREENSCREEN_RGB, CallEndpoint, ResolveEndpoint
 from cvi_lab.transport.room import Peer, PeerRoom, PeerSettings
 from cvi_lab.transport.rtc import (
     DEFAULT_AUDIO_PREFETCH,
@@ -39,7 +40,7 @@ from cvi_lab.transport.rtc import (
 
 log = logging.getLogger(__name__)
 
-ASSETS = ("meeting.js", "meeting.css")
+ASSETS = ("meeting.js", "controls.js", "keyer.js", "meeting.css")
 _CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 _PID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _OFFER_FIELDS = {"sdp", "type", "meeting_token", "participant_id"}
@@ -154,6 +155,7 @@ class MeetingTransport:
                 "conversation_id": cid,
                 "captions_enabled": endpoint.captions_enabled,
                 "greenscreen": endpoint.greenscreen,
+                "greenscreen_rgb": list(GREENSCREEN_RGB),  # what the page keys out (its WebGL keyer)
                 "require_auth": endpoint.require_auth,
                 "audio_only": endpoint.audio_only,
             }

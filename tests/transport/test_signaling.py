@@ -34,13 +34,15 @@ async def test_page_assets_and_info(server):
     assert status == 200 and "text/html" in ctype
     assert 'data-meet="/meet/c1"' in text and "/meet-assets/meeting.js" in text
     assert "{{" not in text
-    for name, kind in (("meeting.js", "javascript"), ("meeting.css", "css")):
+    for name, kind in (("meeting.js", "javascript"), ("controls.js", "javascript"), ("keyer.js", "javascript"),
+                       ("meeting.css", "css")):
+        assert f"/meet-assets/{name}" in text  # every asset the page loads is served
         status, ctype, body = await _get(f"{server.base_url}/meet-assets/{name}")
         assert status == 200 and kind in ctype and len(body) > 100
     status, _, _ = await _get(f"{server.base_url}/meet-assets/secret.py")
     assert status == 404
     status, _, body = await _get(server.url("c1") + "/info")
-    assert status == 200 and '"captions_enabled": true' in body
+    assert status == 200 and '"captions_enabled": true' in body and '"greenscreen_rgb": [0, 255, 155]' in body
 
 
 async def test_unknown_conversation_is_404(server):

@@ -1,5 +1,6 @@
 // cvi-lab meeting page: join the replica's call over WebRTC (no build step, no CDN, no STUN).
-// Tests read window.cviStats; window.cvi.send(obj) sends an interaction, window.cvi.leave() leaves.
+// Tests read window.cviStats; window.cvi.send(obj) sends an interaction, window.cvi.leave() leaves,
+// window.cvi.keyedPixel(x, y) reads the keyed canvas of a green-screen call. The controls are controls.js.
 "use strict";
 
 (function () {
@@ -16,11 +17,15 @@
     conversationId, participantId: null, state: "new", joined: false, left: false,
     framesPresented: 0, framesDecoded: 0, frameWidth: 0, frameHeight: 0,
     audioSamplesReceived: 0, audioPlaying: false, micLive: false,
+    muted: false, microphones: [], microphoneLabel: null, microphoneSwitches: 0,
+    replicaSpeaking: false, replicaSpeakingTurns: 0, userSpeaking: false, elapsedS: 0, background: null,
     captions: 0, captionTexts: [], events: [], errors: [],
   };
   window.cviStats = stats;
 
-  let pc = null, dc = null, captionsEnabled = false, statsTimer = null, captionTimer = null;
+  let pc = null, dc = null, captionsEnabled = false, statsTimer = null, captionTimer = null, backdrop = null;
+  const controls = window.cviControls;
+  const mic = controls.microphone(stats, fail), clock = controls.timer(stats), speaking = controls.speaking(stats);
 
   function setStatus(text) { statusEl.textContent = text; }
   function fail(text) { stats.errors.push(text); setStatus(text); }
@@ -50,6 +55,7 @@
     if (stats.events.length > 500) stats.events.shift();
     const type = msg && msg.event_type, props = (msg && msg.properties) || {};
     const text = props.speech || props.text || "";
+    speaking.onEvent(type);
     if (type === "conversation.utterance") showCaption(props.role, text, true);
     else if (type === "conversation.utterance.streaming") showCaption(props.role || "replica", text, false);
     else if (type === "conversation.error") stats.errors.push(props.error || "error");
@@ -98,7 +104,10 @@
     let info = {};
     try { info = await (await fetch(meet + "/info")).json(); } catch (err) { /* defaults */ }
     captionsEnabled = !!info.captions_enabled;
-    if (info.greenscreen) $("stage").classList.add("greenscreen");
+    if (info.greenscreen) {
+      $("stage").classList.add("greenscreen");
+      if (!info.audio_only) backdrop = controls.background(stats, fail, video, info.greenscreen_rgb, params);
+    }
     if (info.audio_only) $("stage").classList.add("audio-only"); // no video track comes: the page shows none
 
     const wantCamera = params.get("camera") === "1"; // the camera is optional: ?camera=1 sends it
@@ -112,7 +121,10 @@
     }
 
     pc = new RTCPeerConnection({ iceServers: [] });
-    if (local) local.getTracks().forEach((t) => pc.addTrack(t, local));
+    if (local) local.getTracks().forEach((t) => {
+      const sender = pc.addTrack(t, local);
+      if (t.kind === "audio") mic.attach(t, sender);
+    });
     if (!local || !local.getAudioTracks().length) pc.addTransceiver("audio", { direction: "recvonly" });
     if (!info.audio_only && (!local || !local.getVideoTracks().length)) pc.addTransceiver("video", { direction: "recvonly" });
     dc = pc.createDataChannel("cvi");
@@ -129,7 +141,9 @@
     };
     pc.onconnectionstatechange = () => {
       stats.state = pc.connectionState;
-      if (pc.connectionState === "connected") { stats.joined = true; leaveBtn.disabled = false; setStatus("Connected."); }
+      if (pc.connectionState === "connected") {
+        stats.joined = true; leaveBtn.disabled = false; setStatus("Connected."); clock.start();
+      }
       else if (pc.connectionState === "failed") fail("The connection failed.");
       else if (pc.connectionState === "disconnected") setStatus("Connection lost, retrying…");
     };
@@ -156,6 +170,9 @@
   function closePc() {
     clearInterval(statsTimer);
     leaveBtn.disabled = true;
+    clock.stop();
+    mic.detach();
+    speaking.ended();
     if (pc) { pollStats(); const p = pc; pc = null; setTimeout(() => p.close(), 0); }
   }
 
@@ -188,6 +205,7 @@
     }
   });
 
-  window.cvi = { send, leave, stats };
+  const keyedPixel = (x, y) => (backdrop && stats.background !== "green" ? backdrop.keyer.pixel(x, y) : null);
+  window.cvi = { send, leave, stats, keyedPixel, setMuted: mic.setMuted, keyer: () => (backdrop ? backdrop.keyer : null) };
   join().catch((err) => fail("Cannot join: " + err));
 })();
