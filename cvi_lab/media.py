@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# SPEC §1 apply_greenscreen: the exact colour behind the replica (the avatar paints it, the meeting page keys it
+# out, the lip-sync metrics look for it).
+GREENSCREEN_RGB = (0, 255, 155)
+
 
 @dataclass
 class AudioChunk:

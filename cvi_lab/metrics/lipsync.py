@@ -17,7 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-KEY = (0, 255, 155)
+from cvi_lab.media import GREENSCREEN_RGB
+
+KEY = GREENSCREEN_RGB
 
 
 def find_mouth_box(image: np.ndarray) -> tuple[int, int, int, int]:

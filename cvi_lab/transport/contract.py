@@ -17,8 +17,6 @@ from cvi_lab.media import VideoFrame
 INBOUND_SAMPLE_RATE = 16_000
 INBOUND_FRAME_SAMPLES = 320
 
-# SPEC §1 apply_greenscreen: the exact colour behind the replica, which the meeting page keys out.
-GREENSCREEN_RGB = (0, 255, 155)
 
 
 class CallEndpoint(Protocol):

@@ -27,7 +27,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from cvi_lab.transport.contract import GREENSCREEN_RGB, CallEndpoint, ResolveEndpoint
+from cvi_lab.media import GREENSCREEN_RGB
+from cvi_lab.transport.contract import CallEndpoint, ResolveEndpoint
 from cvi_lab.transport.room import Peer, PeerRoom, PeerSettings
 from cvi_lab.transport.rtc import (
     DEFAULT_AUDIO_PREFETCH,

@@ -23,9 +23,9 @@ from cvi_lab.stages.avatar.drive import MouthDriver, viseme_segments
 from cvi_lab.stages.avatar.expression import NEUTRAL_EXPRESSION, Expression
 from cvi_lab.stages.avatar.streaming import FrameCue, Segment, StreamingAvatar
 from cvi_lab.stages.base import StageInputError
-from cvi_lab.media import TTSChunk
+from cvi_lab.media import GREENSCREEN_RGB, TTSChunk
 
-GREEN = (0, 255, 155)
+GREEN = GREENSCREEN_RGB
 
 
 def _smoothstep(z: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from cvi_lab.media import GREENSCREEN_RGB
 from cvi_lab.stages.avatar.face_landmarks import detect_faces, find_eyes, find_mouth, work_image
 from cvi_lab.stages.avatar.person_matting import background_plate, person_mask
 from cvi_lab.stages.avatar.replica_sources import BUILTIN_ASTRONAUT, ReplicaBuildError, ReplicaLimits, source_image
@@ -117,7 +118,7 @@ def build_replica(
     progress(60)
     mask = person_mask(portrait, face_p)
     # the person must never show the key colour: nudge any key-coloured person pixel by one level
-    key = np.array([0, 255, 155], np.uint8)
+    key = np.array(GREENSCREEN_RGB, np.uint8)
     hit = np.all(portrait == key, axis=-1) & (mask > 0)
     portrait[hit, 1] = 254
     progress(85)
