@@ -29,6 +29,7 @@ from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.speech import Clause, Speech, SpeechLedger
 from cvi_lab.engine.turns import UserTurn
 from cvi_lab.media import TTSChunk, VideoFrame
+from cvi_lab.scheduling import serve, turn_priority
 from cvi_lab.stages.base import TTS, AvatarRenderer
 from cvi_lab.stages.tts.style import NEUTRAL_VOICE, StyledVoice, VoiceStyle
 
@@ -113,7 +114,9 @@ class Speaker:
         self.run(speech, lambda: self.speak(speech, chunker.push(text) + chunker.flush()))
 
     async def speak(self, speech: Speech, clauses: AsyncIterator[str] | Iterable[str]) -> None:
-        """TTS each clause as it arrives and queue its audio on the avatar, booking it in the ledger."""
+        """TTS each clause as it arrives and queue its audio on the avatar, booking it in the ledger. On the shared
+        model queue an answer's clauses go by the time it began (an older answer's first)."""
+        serve(turn_priority(), "tts", speech.latency)
         tts = await self._voice()
         index = 0
         async for text in _aiter(clauses):
