@@ -30,6 +30,7 @@ from cvi_lab.engine.speech import Clause, Speech, SpeechLedger
 from cvi_lab.engine.turns import UserTurn
 from cvi_lab.media import TTSChunk, VideoFrame
 from cvi_lab.scheduling import serve, turn_priority
+from cvi_lab.stages.avatar.streaming import StreamingAvatar
 from cvi_lab.stages.base import TTS, AvatarRenderer
 from cvi_lab.stages.tts.style import NEUTRAL_VOICE, StyledVoice, VoiceStyle
 
@@ -176,6 +177,8 @@ class Speaker:
         speech.started = True
         if speech.latency is not None:
             speech.latency.mark("first_frame_sent", now)
+            if isinstance(self.avatar, StreamingAvatar):  # the call's avatar so far: rendered fps, CPU share
+                speech.latency.extra.update({f"avatar_{k}": v for k, v in self.avatar.render_stats().items()})
         self.bus.emit("conversation.replica.started_speaking", {"inference_id": speech.inference_id},
                       speech.turn_idx, inference_id=speech.inference_id)
 
