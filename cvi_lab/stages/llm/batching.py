@@ -22,6 +22,7 @@ dropping it) run on the same thread between batches, so the backend's state is t
 
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
 import queue
@@ -81,6 +82,9 @@ class DecodeBatcher:
         self._name = name
         self._thread: threading.Thread | None = None
         self.batch_sizes: list[int] = []  # size of every batch run (read by tests and the benchmark)
+        self._closing = False
+        # A daemon thread still inside CTranslate2 when the interpreter exits aborts the process: stop first.
+        atexit.register(self.close)
 
     # ------------------------------------------------------------ callers (any thread)
     def submit(self, request: DecodeRequest) -> DecodeRequest:
@@ -112,6 +116,16 @@ class DecodeBatcher:
             if error:
                 raise error[0]
 
+    def close(self) -> None:
+        """Stop decoding (every answer ends at its next step) and let the thread leave CTranslate2."""
+        with self._cv:
+            self._closing = True
+            for r in self._pending:
+                r.stop.set()
+            self._cv.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
     def _start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
@@ -139,8 +153,12 @@ class DecodeBatcher:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._pending and not self._jobs:
+                while not self._pending and not self._jobs and not self._closing:
                     self._cv.wait()
+                if self._closing:
+                    for r in self._pending:
+                        self._finish(r)
+                    return
                 jobs = list(self._jobs)
                 self._jobs.clear()
                 batch = [] if jobs else self._take_batch()
@@ -161,7 +179,7 @@ class DecodeBatcher:
 
         def on_token(i: int, token: int) -> bool:
             r = batch[i]
-            if stopped[i]:
+            if stopped[i] or self._closing:
                 return True
             r.generated.append(token)
             r.tokens.put(token)
