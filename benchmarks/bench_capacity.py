@@ -104,20 +104,23 @@ async def one_call(srv, replica_id: str, audio: list, questions: list[str], dela
 
 async def run_level(srv, replica_id: str, n: int, n_turns: int, audio: dict, stagger: float) -> dict:
     load_before = loadavg()
-    calls = await asyncio.gather(*[
+    outcomes = await asyncio.gather(*[
         one_call(srv, replica_id, [audio[q] for q in qs], qs, i * stagger, 180)
-        for i, qs in enumerate([[QUESTIONS[(i + t) % len(QUESTIONS)] for t in range(n_turns)] for i in range(n)])])
+        for i, qs in enumerate([[QUESTIONS[(i + t) % len(QUESTIONS)] for t in range(n_turns)] for i in range(n)])],
+        return_exceptions=True)  # a call whose connection dropped fails its level, not the benchmark
+    calls = [c for c in outcomes if isinstance(c, dict)]
+    dropped = [f"{type(c).__name__}: {c}" for c in outcomes if not isinstance(c, dict)]
     rows = [r for c in calls for r in c["rows"]]
     hop = {}
     for h in HOPS:
         hop[f"{h}_wait_ms"] = stats([r["engine"].get(f"{h}_wait_ms") for r in rows])
         hop[f"{h}_compute_ms"] = stats([r["engine"].get(f"{h}_compute_ms") for r in rows])
     hop["llm_ttft_ms"] = stats([r["engine"].get("llm_ttft_ms") for r in rows])
-    return {"calls": n, "load_before": load_before, "load_after": loadavg(),
+    return {"calls": n, "load_before": load_before, "load_after": loadavg(), "dropped_calls": dropped,
             "latency": stats([r["client_latency_ms"] for r in rows]),
-            "answered": sum(r["client_latency_ms"] is not None for r in rows), "turns": len(rows),
-            "max_video_stall_ms": max(c["max_video_stall_ms"] for c in calls),
-            "min_video_fps": min(c["video_fps"] for c in calls),
+            "answered": sum(r["client_latency_ms"] is not None for r in rows), "turns": n * n_turns,
+            "max_video_stall_ms": max((c["max_video_stall_ms"] for c in calls), default=0.0),
+            "min_video_fps": min((c["video_fps"] for c in calls), default=0.0),
             "audio_underruns": sum(c["outbound_audio"]["underruns"] for c in calls), "hops": hop,
             "per_call": [{k: c[k] for k in ("max_video_stall_ms", "video_fps", "outbound_audio")}
                          | {"latency_ms": [r["client_latency_ms"] for r in c["rows"]],
@@ -126,7 +129,7 @@ async def run_level(srv, replica_id: str, n: int, n_turns: int, audio: dict, sta
 
 def within_budget(level: dict, single_p95: float | None) -> list[str]:
     """What of the budget `level` breaks (empty: within it)."""
-    broken = []
+    broken = [f"{len(level['dropped_calls'])} calls dropped"] if level["dropped_calls"] else []
     p95 = level["latency"]["p95"]
     if level["answered"] < level["turns"] or p95 is None or single_p95 is None:
         broken.append(f"{level['turns'] - level['answered']} turns unanswered")
