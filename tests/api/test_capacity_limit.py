@@ -9,7 +9,7 @@ from cvi_lab.domain.ids import DEFAULT_REPLICA_ID
 
 async def test_the_call_beyond_the_configured_capacity_is_refused(make_client):
     limit = int(load_group("server", "default").limits.max_concurrent_conversations)
-    api = await make_client()  # the shipped limit, not overridden
+    api = await make_client(**{"limits.max_concurrent_conversations": limit})  # (test helpers may pin another)
     body = {"replica_id": DEFAULT_REPLICA_ID}
     for _ in range(limit):
         assert (await api.post("/v2/conversations", json=body)).status == 200
