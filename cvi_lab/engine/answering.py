@@ -67,7 +67,10 @@ class Answerer:
             if lat is not None:
                 lat.extra.update(prompt_tokens=stats.prompt_tokens, cached_prompt_tokens=stats.cached_prompt_tokens,
                                  completion_tokens=stats.completion_tokens, llm_tokens=stats.completion_tokens,
-                                 llm_s=None if stats.total_s is None else round(stats.total_s, 4))
+                                 llm_s=None if stats.total_s is None else round(stats.total_s, 4),
+                                 llm_wait_ms=None if stats.queue_wait_s is None else round(stats.queue_wait_s * 1000.0, 1),
+                                 llm_compute_ms=None if stats.total_s is None or stats.queue_wait_s is None
+                                 else round((stats.total_s - stats.queue_wait_s) * 1000.0, 1))
 
     async def _with_knowledge(self, messages: list[ChatMessage], speech: Speech) -> list[ChatMessage]:
         """The prompt with the passages that best match the user's turn; the search time goes to the turn's

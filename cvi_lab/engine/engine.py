@@ -112,7 +112,8 @@ class ConversationEngine:
         self.dialogue = Dialogue(spec.system_prompt or DEFAULT_PERSONA["system_prompt"], spec.persona_context,
                                  spec.conversational_context, settings.tools, settings.history_max_messages,
                                  settings.history_trim_block)
-        self.pump = FramePump(stages.avatar, lambda frame: self.speaker.on_frame(frame), self._avatar_failed)
+        self.pump = FramePump(stages.avatar, lambda frame: self.speaker.on_frame(frame), self._avatar_failed,
+                              settings.avatar_render_niceness)
         self.speaker = Speaker(stages.avatar, settings.chunker, settings.trim_leading_silence_dbfs, self.clock,
                                self.bus, self._spawn, self._reply_voice, lambda: self.running,
                                self._speech_finished, self._stage_failed, self.pump.drop_pending)

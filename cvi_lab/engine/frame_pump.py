@@ -13,6 +13,7 @@ import logging
 from typing import AsyncIterator, Callable
 
 from cvi_lab.media import VideoFrame
+from cvi_lab.stages.avatar.streaming import StreamingAvatar
 from cvi_lab.stages.base import AvatarRenderer
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,10 @@ QUEUE_FRAMES = 8  # frames a consumer may lag behind before its oldest are dropp
 
 class FramePump:
     def __init__(self, avatar: AvatarRenderer, on_frame: Callable[[VideoFrame], None],
-                 on_failure: Callable[[Exception], None]) -> None:
+                 on_failure: Callable[[Exception], None], render_niceness: int) -> None:
         self.avatar, self._on_frame, self._on_failure = avatar, on_frame, on_failure
+        if isinstance(avatar, StreamingAvatar):  # its render thread yields the CPU to the models
+            avatar.render_niceness = render_niceness
         self._outputs: list[asyncio.Queue] = []
 
     async def frames(self) -> AsyncIterator[VideoFrame]:

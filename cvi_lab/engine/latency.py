@@ -46,6 +46,12 @@ class TurnLatency:
         if getattr(self, name) is None:
             setattr(self, name, t)
 
+    def add_queue_time(self, hop: str, wait_s: float, compute_s: float) -> None:
+        """Book one model job of `hop` (asr, turn, tts, llm): its wait for the shared model queue beside its
+        compute time, summed over the turn's jobs (`<hop>_wait_ms`, `<hop>_compute_ms`)."""
+        for key, s in ((f"{hop}_wait_ms", wait_s), (f"{hop}_compute_ms", compute_s)):
+            self.extra[key] = round(self.extra.get(key, 0.0) + s * 1000.0, 1)
+
     def take_listening_marks(self, committed: "TurnLatency") -> None:
         """A speculative answer, prepared before the commit, takes the committed turn's listening-side marks."""
         self.speech_end, self.vad_end = committed.speech_end, committed.vad_end
@@ -67,7 +73,7 @@ class TurnLatency:
     def as_metrics(self) -> dict[str, Any]:
         """Flat dict: each mark as `<mark>_ms` after the origin (speech end); derived spans (vad_delay_ms,
         asr_ms, turn_ms, llm_ttft_ms, clause_wait_ms, tts_ttfb_ms, avatar_delay_ms, retrieval_ms, response_latency_ms);
-        then the extras."""
+        then the extras (among them each hop's queue wait and compute time, `add_queue_time`)."""
         origin = self.origin
         out: dict[str, Any] = {"turn_idx": self.turn_idx, "source": self.source}
         for name in MARKS:

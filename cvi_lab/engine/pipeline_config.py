@@ -61,6 +61,7 @@ class EngineSettings:
     language_code: Optional[str]  # ASR language; None = detect per utterance (multilingual)
     tools: List[Any]
     audio_only_avatar: str  # the avatar config of audio_only conversations (no image rendered)
+    avatar_render_niceness: int  # the avatar's render thread runs this much nicer than the models
     tool_result_template: str  # how a conversation.tool_result enters the dialogue ({name}, {arguments}, {result})
     # conversation.set_emotion: name -> {expression: stages/avatar/expression.py fields, voice: stages/tts/style.py}
     emotions: Dict[str, Dict[str, Any]] = field(repr=False)  # checked by engine/emotion.py (OmegaConf 2.3 cannot

@@ -29,6 +29,8 @@ from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.speech import Clause, Speech, SpeechLedger
 from cvi_lab.engine.turns import UserTurn
 from cvi_lab.media import TTSChunk, VideoFrame
+from cvi_lab.scheduling import serve, turn_priority
+from cvi_lab.stages.avatar.streaming import StreamingAvatar
 from cvi_lab.stages.base import TTS, AvatarRenderer
 from cvi_lab.stages.tts.style import NEUTRAL_VOICE, StyledVoice, VoiceStyle
 
@@ -113,7 +115,9 @@ class Speaker:
         self.run(speech, lambda: self.speak(speech, chunker.push(text) + chunker.flush()))
 
     async def speak(self, speech: Speech, clauses: AsyncIterator[str] | Iterable[str]) -> None:
-        """TTS each clause as it arrives and queue its audio on the avatar, booking it in the ledger."""
+        """TTS each clause as it arrives and queue its audio on the avatar, booking it in the ledger. On the shared
+        model queue an answer's clauses go by the time it began (an older answer's first)."""
+        serve(turn_priority(), "tts", speech.latency)
         tts = await self._voice()
         index = 0
         async for text in _aiter(clauses):
@@ -173,6 +177,8 @@ class Speaker:
         speech.started = True
         if speech.latency is not None:
             speech.latency.mark("first_frame_sent", now)
+            if isinstance(self.avatar, StreamingAvatar):  # the call's avatar so far: rendered fps, CPU share
+                speech.latency.extra.update({f"avatar_{k}": v for k, v in self.avatar.render_stats().items()})
         self.bus.emit("conversation.replica.started_speaking", {"inference_id": speech.inference_id},
                       speech.turn_idx, inference_id=speech.inference_id)
 

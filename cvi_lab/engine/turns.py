@@ -31,6 +31,7 @@ import numpy as np
 from cvi_lab.clock import Clock
 from cvi_lab.engine.latency import TurnLatency
 from cvi_lab.engine.pipeline_config import EngineSettings
+from cvi_lab.scheduling import serve, turn_priority
 from cvi_lab.stages.base import ASR, VAD, StageError, Transcript, TurnDetector
 
 
@@ -256,7 +257,9 @@ class TurnTaking:
         decision (started at the VAD's candidate end) commits nothing before the VAD has ended the segment;
         meanwhile the engine prepares the answer to the transcript (held until the commit)."""
         s, lat = self.settings, turn.latency
-        asr_task = asyncio.ensure_future(self._transcribe(turn, audio))
+        priority = turn_priority()  # this call's model work now goes before any later turn's, of any call
+        serve(priority, "turn", lat)
+        asr_task = asyncio.ensure_future(self._transcribe(turn, audio, priority))
         try:
             prob = 0.0  # no detector: the pause alone ends the turn, after the full patience
             if self.detector is not None and s.use_turn_detector:
@@ -324,7 +327,8 @@ class TurnTaking:
         finally:
             timer.cancel()
 
-    async def _transcribe(self, turn: UserTurn, audio: np.ndarray) -> Transcript | None:
+    async def _transcribe(self, turn: UserTurn, audio: np.ndarray, priority: float) -> Transcript | None:
+        serve(priority, "asr", turn.latency)
         t0 = self.clock.monotonic()
         try:
             transcript = await self.asr.transcribe(audio, self.rate, self.settings.language_code)

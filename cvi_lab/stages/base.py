@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import concurrent.futures
 import functools
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Literal, Sequence, TypeVar
@@ -23,17 +22,19 @@ from typing import AsyncIterator, Callable, Literal, Sequence, TypeVar
 import numpy as np
 
 from cvi_lab.media import TTSChunk, VideoFrame
+from cvi_lab.scheduling import ModelQueue
 
 T = TypeVar("T")
 
 ASR_SAMPLE_RATE = 16_000
 
-# One small pool for blocking model calls: on a 2-core machine more threads only add contention.
-_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cvi-stage")
+# One small pool for every call's blocking model calls (on a 2-core machine more threads only add contention),
+# served by the priority of the turn each call serves (`cvi_lab/scheduling.py`).
+_EXECUTOR = ModelQueue(workers=4, name="cvi-stage")
 
 
 async def run_blocking(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Run a blocking (model) call off the event loop."""
+    """Run a blocking (model) call off the event loop, on the shared model queue."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_EXECUTOR, functools.partial(fn, *args, **kwargs))
 
@@ -168,6 +169,7 @@ class LLMStats:
     completion_tokens: int = 0
     first_token_s: float | None = None
     total_s: float | None = None
+    queue_wait_s: float | None = None  # waited for the shared model (other calls' answers) before decoding
 
 
 class LLM(abc.ABC):

@@ -55,7 +55,7 @@ async def test_bus_numbers_events_replays_the_join_survives_a_broken_subscriber_
 async def test_pump_fans_out_drops_a_slow_consumers_oldest_frames_and_ends_every_stream():
     avatar = BlankAvatar()
     seen = []
-    pump = FramePump(avatar, seen.append, on_failure=lambda exc: None)
+    pump = FramePump(avatar, seen.append, on_failure=lambda exc: None, render_niceness=0)
     stream = pump.frames()
     first = asyncio.ensure_future(stream.__anext__())  # registers the consumer, takes one frame
     task = asyncio.ensure_future(pump.run())

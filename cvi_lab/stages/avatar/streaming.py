@@ -12,6 +12,12 @@ the chunk's phoneme string), whether `clear()` just happened, and `window(before
 need audio context (e.g. a Wav2Lip mel window of ~200 ms: the queued TTS audio gives the lookahead for free).
 A neural backend is then one file plus one `cvi_lab/conf/avatar/<name>.yaml` (`_target_` + its weights path); the
 engine keeps calling `instantiate(cfg.avatar, replica_dir=..., apply_greenscreen=..., seed=...)`.
+
+Bounded in real time: the render thread runs `render_niceness` below the model threads (the engine sets it from
+`engine.avatar_render_niceness`), so with several calls on a few cores the avatars take what the models leave.
+A frame that is late by more than one frame period repeats the previous image with its own audio instead of
+rendering: the audio never waits for the picture. `render_stats()` reports frames rendered and repeated per
+second and the render thread's CPU share (per call).
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import asyncio
 import collections
 import concurrent.futures
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
 from cvi_lab.audio import resample
+from cvi_lab.cpu import lower_this_thread
 from cvi_lab.stages.base import AvatarRenderer, StageInputError
 from cvi_lab.media import TTSChunk, VideoFrame
 
@@ -65,6 +73,12 @@ class StreamingAvatar(AvatarRenderer):
         self._history = np.zeros(int(history_s * self.audio_rate), np.float32)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.render_ms: collections.deque[float] = collections.deque(maxlen=500)
+        self.render_niceness = 0  # added to the render thread's nice value (see the module docstring)
+        self._last_image: np.ndarray | None = None
+        self._rendered = 0
+        self._repeated = 0
+        self._render_cpu_s = 0.0
+        self._started_at: float | None = None
 
     # ---------------------------------------------------------------- to implement
     def render_frame(self, index: int, audio: np.ndarray, cue: FrameCue) -> np.ndarray:  # pragma: no cover
@@ -136,10 +150,17 @@ class StreamingAvatar(AvatarRenderer):
         ahead = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return np.pad(ahead, (0, n - len(ahead)))
 
-    def next_frame(self) -> VideoFrame:
-        """Render the next frame now (no pacing). Same code path for real time and offline."""
-        import time
+    def render_stats(self) -> dict[str, float]:
+        """Since `frames()` began: images rendered and repeated per second, and the render CPU share (of one core)."""
+        wall = 0.0 if self._started_at is None else time.monotonic() - self._started_at
+        per_s = (lambda n: round(n / wall, 1)) if wall > 0 else (lambda n: 0.0)
+        return {"rendered_frames": self._rendered, "repeated_frames": self._repeated,
+                "rendered_fps": per_s(self._rendered), "repeated_fps": per_s(self._repeated),
+                "render_cpu_share": round(self._render_cpu_s / wall, 3) if wall > 0 else 0.0}
 
+    def next_frame(self, render: bool = True) -> VideoFrame:
+        """The next frame now (no pacing). Same code path for real time and offline. `render=False` (a late frame)
+        repeats the previous image with this frame's audio."""
         index = self._index
         n = self.samples_in_frame(index)
         audio, got, label, cleared, ahead = self._take(n)
@@ -154,9 +175,16 @@ class StreamingAvatar(AvatarRenderer):
             return np.concatenate([_h[len(_h) - b :], _a[:a]])
 
         cue = FrameCue(speaking=got > 0, label=label, cleared=cleared, window=window)
-        t0 = time.perf_counter()
-        image = self.render_frame(index, audio, cue)
-        self.render_ms.append((time.perf_counter() - t0) * 1000.0)
+        if render or self._last_image is None:
+            t0, cpu0 = time.perf_counter(), time.thread_time()
+            image = self.render_frame(index, audio, cue)
+            self.render_ms.append((time.perf_counter() - t0) * 1000.0)
+            self._render_cpu_s += time.thread_time() - cpu0
+            self._rendered += 1
+            self._last_image = image
+        else:
+            image = self._last_image
+            self._repeated += 1
         self._index += 1
         return VideoFrame(image=image, pts=index / self.fps, audio=audio, audio_rate=rate, speaking=got > 0,
                           interrupted=cleared)
@@ -176,9 +204,11 @@ class StreamingAvatar(AvatarRenderer):
         """Endless frames paced by the loop clock; rendering runs on a private thread (cv2 drops the GIL)."""
         loop = asyncio.get_running_loop()
         if self.render_in_thread and self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvi-avatar")
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="cvi-avatar", initializer=lower_this_thread, initargs=(self.render_niceness,))
         start = loop.time()
         first = self._index
+        self._started_at = time.monotonic()
         try:
             while True:
                 due = start + (self._index - first) / self.fps
@@ -187,10 +217,11 @@ class StreamingAvatar(AvatarRenderer):
                     await asyncio.sleep(delay)
                 elif delay < -1.0:  # consumer stalled for over a second: re-anchor rather than burst
                     start, first = loop.time(), self._index
+                render = delay > -1.0 / self.fps  # later than a frame period: repeat the image, keep the audio
                 if self._executor is not None:
-                    frame = await loop.run_in_executor(self._executor, self.next_frame)
+                    frame = await loop.run_in_executor(self._executor, self.next_frame, render)
                 else:
-                    frame = self.next_frame()
+                    frame = self.next_frame(render)
                 yield frame
         finally:
             if self._executor is not None:

@@ -80,8 +80,13 @@ class LocalCausalLLM(LLM, abc.ABC):
         self._max_positions = 2048
         self._loaded = False
         self._load_lock = threading.Lock()
-        # One thread per model: one prompt-state cache, so generations run one after another.
-        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvi-llm")
+        # One thread per model (one prompt-state cache, generations one after another) unless the backend
+        # decodes several answers together (`_stream_threads`).
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=self._stream_threads(), thread_name_prefix="cvi-llm")
+
+    def _stream_threads(self) -> int:
+        """Answers this model streams at once (threads of `_worker`); 1: one after another."""
+        return 1
 
     # ------------------------------------------------------------ subclass hooks
     @abc.abstractmethod
@@ -240,6 +245,7 @@ class LocalCausalLLM(LLM, abc.ABC):
         stats: LLMStats, t0: float,
     ) -> None:
         try:
+            stats.queue_wait_s = time.perf_counter() - t0  # behind other answers on this model's thread
             self._load()
             prompt_ids = self._prompt_ids(msgs, max_new)
             stats.prompt_tokens = len(prompt_ids)
