@@ -33,10 +33,10 @@ async def test_info_reads_the_conversation_properties(meet_api):
     off = await create(meet_api, require_auth=True)
     assert await info(meet_api, on["conversation_id"]) == (200, {
         "conversation_id": on["conversation_id"], "captions_enabled": True, "greenscreen": True, "require_auth": False,
-        "audio_only": True})
+        "audio_only": True, "greenscreen_rgb": [0, 255, 155]})
     assert await info(meet_api, off["conversation_id"]) == (200, {
         "conversation_id": off["conversation_id"], "captions_enabled": False, "greenscreen": False, "require_auth": True,
-        "audio_only": False})
+        "audio_only": False, "greenscreen_rgb": [0, 255, 155]})
 
 
 async def test_offer_without_the_meeting_token_is_refused(meet_api):
