@@ -63,7 +63,7 @@ def _temperature(form: Any) -> None:
 
 def transcription_handler(asr: ASR, models: list[str]):
     async def handle(request: web.Request) -> web.StreamResponse:
-        if not request.content_type.startswith("multipart/"):
+        if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise BadRequest(f"the body must be multipart/form-data (file, model, ...), not {request.content_type!r}")
         form = await request.post()
         check_model(_field(form, "model"), models)
