@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 GROUPS = ("asr", "tts", "llm")
 ROUTES = {"asr": "/v1/audio/transcriptions", "tts": "/v1/audio/speech", "llm": "/v1/chat/completions"}
 OPEN_PATHS = ("/health",)
+ROUTES_KEY = web.AppKey("routes", set)  # the paths served, named in a 404's message
 
 
 def _middleware(api_keys: Sequence[str]):
@@ -39,7 +40,7 @@ def _middleware(api_keys: Sequence[str]):
             if exc.status < 400:
                 raise
             return error_response(exc.status, f"{exc.reason}: {request.method} {request.path}"
-                                  + (f"; routes: {', '.join(sorted(request.app['routes']))}" if exc.status in (404, 405) else ""))
+                                  + (f"; routes: {', '.join(sorted(request.app[ROUTES_KEY]))}" if exc.status in (404, 405) else ""))
         except StageError as exc:
             if request.get(STREAMING):
                 raise  # the answer has begun: the body is cut short (the client sees it end early)
@@ -55,7 +56,7 @@ def build_app(stages: Mapping[str, Any], models: Mapping[str, list[str]], settin
     api_keys = [str(k) for k in settings.get("api_keys") or ()]
     app = web.Application(client_max_size=int(settings["max_upload_mb"]) * 1024 * 1024,
                           middlewares=[_middleware(api_keys)])
-    app["routes"] = {ROUTES[g] for g in stages} | {"/v1/models", "/health"}
+    app[ROUTES_KEY] = {ROUTES[g] for g in stages} | {"/v1/models", "/health"}
     if "asr" in stages:
         app.router.add_post(ROUTES["asr"], transcription_handler(stages["asr"], list(models["asr"])))
     if "tts" in stages:
