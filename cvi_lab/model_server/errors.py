@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-STREAMING = "cvi_lab.streaming"  # request key: the response has started; an error can only cut it short
+STREAMING = web.RequestKey("cvi_lab.streaming", bool)  # the response has started: an error can only cut it short
 TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
          405: "invalid_request_error", 413: "invalid_request_error", 500: "server_error"}
 
