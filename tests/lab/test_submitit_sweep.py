@@ -44,7 +44,7 @@ def test_a_two_point_sweep_runs_through_submitit_local_and_logs_both_runs(tmp_pa
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cmd = [sys.executable, "-m", "cvi_lab", "experiment", "-m", "experiment=asr_sweep", "hydra/launcher=submitit_local",
-           "hydra.sweeper.params.asr=faster_whisper_tiny_en,pocketsphinx_en",
+           "asr=faster_whisper_tiny_en,pocketsphinx_en",
            "dataset.max_scripts=1", "dataset.max_turns=1", "engine.max_tokens=16", "participant.max_reply_s=300",
            "metrics.intelligibility=false", "metrics.sample_video=false", "metrics.turn_views=0",
            f"tracking.uri={uri}", f"tracking.artifact_root={tmp_path}/mlruns", f"hydra.sweep.dir={tmp_path}/sweep"]

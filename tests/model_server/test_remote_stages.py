@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ async def test_a_real_voice_is_transcribed_remotely_as_embedded(model_server, jf
         await stage.aclose()
     text = got.text.lower()
     assert "my fellow americans" in text and "your country" in text and "do for you" in text
-    assert got.text == detailed.text == embedded.text  # the hop adds nothing to the words
+    words = {" ".join(re.findall(r"[a-z']+", t.text.lower())) for t in (got, detailed, embedded)}
+    assert len(words) == 1  # the same words (the WAV's 16-bit samples may move a comma)
     assert detailed.language == "en"
 
 
