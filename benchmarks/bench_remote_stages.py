@@ -31,7 +31,7 @@ from cvi_lab.stages.base import ChatMessage, LLMStats
 ROOT = Path(__file__).resolve().parents[1]
 JFK = ROOT.parent / "shared" / "data" / "jfk.flac"
 QUESTION = "What is the weather like in Lisbon in the spring?"
-CLAUSE = "The weather in Lisbon is sunny and mild in the spring."
+ANSWER = "The weather in Lisbon is sunny and mild in the spring. Bring a light jacket for the evenings."
 PROMPT = [ChatMessage("system", "You are a helpful assistant. Answer briefly."),
           ChatMessage("user", "What should I pack for a trip to Lisbon?")]
 EMBEDDED = {"asr": "faster_whisper_tiny_en", "tts": "piper", "llm": "ct2_causal"}  # model-server's defaults
@@ -59,7 +59,7 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
 async def tts_times(tts) -> tuple[float, float]:
     t0 = time.perf_counter()
     first = None
-    async for _ in tts.stream(CLAUSE):
+    async for _ in tts.stream(ANSWER):
         first = first if first is not None else (time.perf_counter() - t0) * 1000
     return first, (time.perf_counter() - t0) * 1000
 
@@ -98,7 +98,7 @@ async def measure(url: str, reps: int) -> dict:
                 add(f"asr: transcript of {clip}", where, await timed(lambda: asr.transcribe(audio)))
             first, total = await tts_times(both["tts"][where])
             add("tts: first audio", where, first)
-            add("tts: whole clause", where, total)
+            add("tts: whole answer (2 sentences)", where, total)
             first, total = await llm_times(both["llm"][where])
             add("llm: first token", where, first)
             add("llm: 24-token answer", where, total)
