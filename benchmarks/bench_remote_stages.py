@@ -3,8 +3,8 @@ this process) and behind `cvi-lab model-server` (its own process, on loopback) t
 `openai_compatible`; each measurement alternates the two, after both are warm.
 
 Measured per stage: ASR, the time to a transcript (jfk.flac, 11 s of real speech, and a 2 s spoken question);
-TTS, the time to the first audio and to the whole answer (two sentences, spoken one by one); LLM, the time to the first token and to the whole
-answer (24 tokens). Writes benchmarks/results/remote_stages.json and .md.
+TTS, the time to the first audio and to the whole answer (two sentences, spoken one by one); LLM, the time to
+the first token and to the whole answer (24 tokens). Writes benchmarks/results/remote_stages.json and .md.
 """
 
 from __future__ import annotations
