@@ -43,6 +43,9 @@ def test_a_two_point_sweep_runs_through_submitit_local_and_logs_both_runs(tmp_pa
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # the jobs run at once: two processes creating a fresh sqlite store race ("table ... already exists"), so
+    # the store and the experiment exist before the sweep, as on a shared MLflow server
+    MlflowClient(uri).create_experiment("asr_sweep", artifact_location=f"{tmp_path}/mlruns")
     cmd = [sys.executable, "-m", "cvi_lab", "experiment", "-m", "experiment=asr_sweep", "hydra/launcher=submitit_local",
            "asr=faster_whisper_tiny_en,pocketsphinx_en",
            "dataset.max_scripts=1", "dataset.max_turns=1", "engine.max_tokens=16", "participant.max_reply_s=300",
