@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CVI_LAB_HOME ?= $(CURDIR)/var
 
-.PHONY: setup lock wheel-check system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer bench-audio-only bench-capacity clean
+.PHONY: setup lock wheel-check system-deps demo test test-fast serve lab bench bench-stages bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-asr-window bench-turn-taking bench-peer bench-audio-only bench-capacity bench-remote bench-store clean
 
 # The venv, built from requirements.lock + requirements-nodeps.lock (hashes) and keyed by them, shared by clones.
 setup:
@@ -40,7 +40,7 @@ serve: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-bench: bench-stages bench-asr-window bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-turn-taking bench-peer bench-audio-only
+bench: bench-stages bench-asr-window bench-avatar bench-latency bench-barge-in bench-playout bench-answers bench-turn-taking bench-peer bench-audio-only bench-remote bench-store bench-capacity
 
 bench-stages: setup
 	$(PY) -m benchmarks.bench_stages
@@ -68,6 +68,9 @@ bench-audio-only: setup
 
 bench-capacity: setup
 	$(PY) -m benchmarks.bench_capacity $(ARGS)
+
+bench-remote: setup
+	$(PY) -m benchmarks.bench_remote_stages $(ARGS)
 
 bench-turn-taking: setup
 	$(PY) -m benchmarks.bench_turn_taking $(ARGS)

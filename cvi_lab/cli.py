@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from cvi_lab.config import ConfigError, take_config_dir_flags
+from cvi_lab.config import SERVE_ROOT, ConfigError, take_config_dir_flags
 from cvi_lab.config import compose as compose_config  # kept importable here for callers of the CLI's composer
 
 USAGE = """usage: cvi-lab [--config-dir DIR] COMMAND [options] [key=value ...]
@@ -24,6 +24,7 @@ commands:
   replica preview ...                  render a preview of a replica (see `cvi-lab replica preview --help`)
   experiment experiment=NAME [...]     run an experiment (Hydra app over lab.yaml; -m for sweeps)
   compare [--experiment NAME]          compare MLflow runs: table + plots (latency vs quality)
+  model-server [overrides]             serve our asr/tts/llm stages over OpenAI's HTTP API (model_server.yaml)
 
 Overrides are Hydra key=value pairs over serve.yaml: server.host, server.port, server.api_keys,
 server.home, server.store.path, server.limits.max_concurrent_conversations, stage choices (asr=..., tts=...),
@@ -37,13 +38,13 @@ class ConfigProblem(Exception):
     """The command's config does not compose; printed as Hydra's message (it names the file and the choices)."""
 
 
-def serve_config(overrides: Sequence[str]) -> Any:
-    """The serve config for a command, or ConfigProblem with Hydra's message."""
+def serve_config(overrides: Sequence[str], root: str = SERVE_ROOT) -> Any:
+    """The config of a command (root `serve`, or `model_server`), or ConfigProblem with Hydra's message."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return compose_config(overrides=overrides)
+        return compose_config(overrides=overrides, config_name=root)
     except (HydraException, OmegaConfBaseException, ConfigError) as exc:
         raise ConfigProblem(str(exc)) from None
 
@@ -96,7 +97,14 @@ def _compare(args: list[str]) -> int:
     return int(compare_main(args) or 0)
 
 
-COMMANDS = {"serve": _serve, "demo": _demo, "replica": _replica, "experiment": _experiment, "compare": _compare}
+def _model_server(args: list[str]) -> int:
+    from cvi_lab.model_server.app import run
+
+    return run(serve_config(args, "model_server"))
+
+
+COMMANDS = {"serve": _serve, "demo": _demo, "replica": _replica, "experiment": _experiment, "compare": _compare,
+            "model-server": _model_server}
 OWN_HELP = ("replica", "experiment", "compare")  # these print their own --help
 
 
