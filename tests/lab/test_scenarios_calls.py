@@ -6,6 +6,7 @@ them (`cvi-lab experiment experiment=scenarios`, on a two-script file) and logs 
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -14,20 +15,12 @@ from cvi_lab.lab import app
 
 pytestmark = pytest.mark.slow
 
-LINES = [
-    {"script": "paused", "persona": "diner", "turn": 0, "phenomenon": "mid_pause", "pause_ms": 800,
-     "text": "I'd like to ... book a table for two people tonight.", "expect": {"take_turn": True, "hold": True}},
-    {"script": "backchannel", "persona": "patient", "turn": 0, "phenomenon": "plain",
-     "text": "Can you explain in detail how to look after a sore throat?", "expect": {"take_turn": True, "hold": True}},
-    {"script": "backchannel", "persona": "patient", "turn": 1, "phenomenon": "backchannel", "text": "Yeah.",
-     "barge_in_after_s": 1.5, "expect": {"take_turn": False, "replica_stops": False}},
-]
+KNOWN_CALLS = Path(__file__).with_name("known_calls.jsonl")  # the paused line and the backchannel, with their expectations
 
 
 def test_paused_line_is_not_cut_and_backchannel_does_not_interrupt(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    data = tmp_path / "calls.jsonl"
-    data.write_text("".join(json.dumps(x) + "\n" for x in LINES))
+    data = KNOWN_CALLS
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = tmp_path / "run"
     code = app.main(["experiment=scenarios", f"dataset.path={data}", f"tracking.uri={uri}",
