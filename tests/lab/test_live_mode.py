@@ -97,6 +97,9 @@ def test_live_call_logs_the_turn_taking_metrics(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["false_cutoff_rate_mid_pause"] == 0.0 and metrics["false_barge_in_rate"] == 0.0
     assert metrics["missed_turn_rate"] == 0.0 and "end_of_turn_delay_p50_ms" in metrics
+    stop = turns[("interrupt", 1)]  # a real interruption must stop the replica, and is answered
+    assert stop["barge_in"] and stop["replica_interrupted"] and stop["replica_text"], stop
+    assert metrics["barge_in_success_rate"] == 1.0 and metrics["barge_in_success_stop_p50_ms"] > 0
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("live").experiment_id])
     for key in ("false_cutoff_rate", "missed_turn_rate", "false_barge_in_rate", "end_of_turn_delay_p50_ms",

@@ -1,8 +1,9 @@
 """Scenario metrics on small REAL offline calls whose right outcome is known (real models; heavy, slow).
 
 A sentence with an 800 ms pause after "I'd like to" must be heard as one turn and answered after its end;
-a short "Yeah." spoken over the replica's answer must not stop it. The scenario suite's one command runs
-them (`cvi-lab experiment experiment=scenarios`, on a two-script file) and logs the metrics to MLflow.
+a short "Yeah." spoken over the replica's answer must not stop it; a real interruption must, and is
+answered. The scenario suite's one command runs them (`cvi-lab experiment experiment=scenarios`, on
+tests/lab/known_calls.jsonl, which test_live_mode.py plays live) and logs the metrics to MLflow.
 """
 
 import json
@@ -38,6 +39,9 @@ def test_paused_line_is_not_cut_and_backchannel_does_not_interrupt(tmp_path, mon
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["false_cutoff_rate_mid_pause"] == 0.0 and metrics["false_barge_in_rate"] == 0.0
     assert metrics["missed_turn_rate"] == 0.0 and "end_of_turn_delay_p50_ms" in metrics
+    stop = turns[("interrupt", 1)]  # a real interruption must stop the replica, and is answered
+    assert stop["barge_in"] and stop["replica_interrupted"] and stop["replica_text"], stop
+    assert metrics["barge_in_success_rate"] == 1.0 and metrics["barge_in_success_stop_p50_ms"] > 0
 
     client = MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name("scenarios").experiment_id])[0]
