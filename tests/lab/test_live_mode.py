@@ -83,7 +83,7 @@ def test_live_call_logs_the_turn_taking_metrics(tmp_path, monkeypatch):
     data = Path(__file__).with_name("known_calls.jsonl")  # shared with test_scenarios_calls.py (offline)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = tmp_path / "run"
-    code = app.main(["experiment=live", f"dataset.path={data}", f"tracking.uri={uri}",
+    code = app.main(["experiment=live", f"dataset.path={data}", "dataset.max_scripts=null", f"tracking.uri={uri}",
                      f"tracking.artifact_root={tmp_path}/mlruns", f"hydra.run.dir={out}", "metrics.judge=false",
                      "metrics.intelligibility=false", "metrics.lipsync=false", "metrics.sample_video=false"])
     assert code == 0
