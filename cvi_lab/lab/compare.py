@@ -26,6 +26,7 @@ COLUMNS = [
     ("asr_wer", "ASR WER", "{:.3f}"),
     ("tts_intelligibility_wer", "TTS WER", "{:.3f}"),
     ("asr_p50_ms", "ASR ms", "{:.0f}"),
+    ("asr_rtf_mean", "ASR RTF", "{:.3f}"),
     ("llm_ttfb_p50_ms", "LLM TTFB ms", "{:.0f}"),
     ("tts_ttfb_p50_ms", "TTS TTFB ms", "{:.0f}"),
     ("llm_tokens_per_s", "LLM tok/s", "{:.1f}"),
@@ -35,6 +36,8 @@ COLUMNS = [
     ("end_of_turn_delay_p50_ms", "end-of-turn ms", "{:.0f}"),
     ("false_barge_in_rate", "false barge-in", "{:.2f}"),
     ("barge_in_success_rate", "barge-in success", "{:.2f}"),
+    ("barge_in_success_stop_p50_ms", "barge-in stop p50 ms", "{:.0f}"),
+    ("false_barge_in_recovery_rate", "recovery", "{:.2f}"),
     ("false_cutoff_rate_mid_pause", "false cut-off (paused)", "{:.2f}"),
     ("spurious_turn_rate", "spurious turn", "{:.2f}"),
     ("judge_relevance_mean", "judge relevance", "{:.2f}"),
@@ -74,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for plots (default: outputs/compare/<experiment>)")
     p.add_argument("--update-readme", default=None, metavar="FILE",
                    help=f"rewrite the table between {MARK_START} and {MARK_END} in FILE")
+    p.add_argument("--metrics", default=None, metavar="KEY,KEY",
+                   help="table columns, in this order (default: every headline metric present): "
+                        + ",".join(k for k, _, _ in COLUMNS))
     p.add_argument("--max-runs", type=int, default=200)
     return p
 
@@ -134,9 +140,11 @@ def label(run: dict, keys: Sequence[str]) -> str:
     return ",".join(f"{k}={run['choices'].get(k, '-')}" for k in keys) or run["name"]
 
 
-def table(runs: Sequence[dict], keys: Sequence[str]) -> str:
-    """A Markdown table: one row per run, the varying choices then the headline metrics present."""
-    cols = [c for c in COLUMNS if any(c[0] in r["metrics"] for r in runs)]
+def table(runs: Sequence[dict], keys: Sequence[str], metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table: one row per run, the varying choices then the headline metrics present (or the
+    given `metrics`, in their order)."""
+    by_key = {c[0]: c for c in COLUMNS}
+    cols = [by_key[k] for k in metrics] if metrics else [c for c in COLUMNS if any(c[0] in r["metrics"] for r in runs)]
     head = ["run", *keys, *(c[1] for c in cols)]
     if any(r["status"] != "FINISHED" for r in runs):
         head.append("status")
@@ -184,6 +192,12 @@ def update_readme(path: Path, block: str, experiment: str | None = None) -> None
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     uri = args.tracking_uri or tracking.default_uri()
+    columns = [k.strip() for k in args.metrics.split(",") if k.strip()] if args.metrics else None
+    unknown = [k for k in columns or [] if k not in {c[0] for c in COLUMNS}]
+    if unknown:
+        print(f"cvi-lab compare: unknown --metrics {', '.join(unknown)}; accepted: "
+              f"{', '.join(k for k, _, _ in COLUMNS)}", file=sys.stderr)
+        return 2
     try:
         runs = fetch_runs(uri, args.experiment, args.max_runs)
         wanted = None
@@ -201,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cvi-lab compare: {exc}", file=sys.stderr)
         return 2
     keys = varying_choices(shown)
-    md = table(shown, keys)
+    md = table(shown, keys, columns)
     print(md)
     if failed and not args.all:
         print(f"\n({len(failed)} failed/unfinished run(s) not shown; --all includes them)")

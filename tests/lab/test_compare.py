@@ -75,3 +75,11 @@ def test_trade_off_front():
     pts = [(900, 0.4), (1500, 0.1), (1600, 0.3), (1000, 0.45), (2000, 0.1)]
     assert pareto_front(pts, "lower") == [(900, 0.4), (1500, 0.1)]
     assert pareto_front([(900, 3.0), (1200, 4.0), (1300, 3.5)], "higher") == [(900, 3.0), (1200, 4.0)]
+
+
+def test_chosen_metrics_are_the_columns_in_order(store, tmp_path, capsys):
+    argv = ["-e", "sweep", "--tracking-uri", store, "--out", str(tmp_path / "p")]
+    assert compare.main([*argv, "--metrics", "asr_wer,response_latency_p50_ms"]) == 0
+    assert "| run | asr | ASR WER | latency p50 ms |" in capsys.readouterr().out
+    assert compare.main([*argv, "--metrics", "asr_wer,colour"]) == 2
+    assert "unknown --metrics colour" in capsys.readouterr().err
