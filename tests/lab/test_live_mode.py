@@ -83,7 +83,7 @@ def test_live_call_logs_the_turn_taking_metrics(tmp_path, monkeypatch):
     data = Path(__file__).with_name("known_calls.jsonl")  # shared with test_scenarios_calls.py (offline)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = tmp_path / "run"
-    code = app.main(["experiment=live", f"dataset.path={data}", "dataset.max_scripts=null", f"tracking.uri={uri}",
+    code = app.main(["experiment=scenarios", "mode=live", f"dataset.path={data}", f"tracking.uri={uri}",
                      f"tracking.artifact_root={tmp_path}/mlruns", f"hydra.run.dir={out}", "metrics.judge=false",
                      "metrics.intelligibility=false", "metrics.lipsync=false", "metrics.sample_video=false"])
     assert code == 0
@@ -101,7 +101,8 @@ def test_live_call_logs_the_turn_taking_metrics(tmp_path, monkeypatch):
     assert stop["barge_in"] and stop["replica_interrupted"] and stop["replica_text"], stop
     assert metrics["barge_in_success_rate"] == 1.0 and metrics["barge_in_success_stop_p50_ms"] > 0
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("live").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("scenarios").experiment_id])
+    assert run.data.tags["mode"] == "live"
     for key in ("false_cutoff_rate", "missed_turn_rate", "false_barge_in_rate", "end_of_turn_delay_p50_ms",
                 "spurious_turn_rate", "transport_mean_ms"):
         assert key in run.data.metrics, key
