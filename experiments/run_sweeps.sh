@@ -11,7 +11,7 @@ mkdir -p "$HOME_DIR"
 URI="sqlite:///$HOME_DIR/mlflow.db"
 for spec in "$@"; do
   sweep=${spec%%:*}; extra=""; [[ "$spec" == *:* ]] && extra=${spec#*:}
-  log="$HOME_DIR/$sweep.log"
+  log="$HOME_DIR/$sweep${extra:+-$(printf %s "$extra" | tr -c 'A-Za-z0-9_.=-' _)}.log"
   {
     echo "== $sweep $extra  start $(date -u +%FT%TZ)  cores $(nproc)  loadavg $(cat /proc/loadavg)"
     # shellcheck disable=SC2086
