@@ -91,8 +91,10 @@ clean:
 experiment: setup
 	$(PY) -m cvi_lab experiment $(ARGS)
 
+# One sweep, its axes from its config's hydra.sweeper.params: make sweep [SWEEP=turn_sweep|llm_sweep|tts_sweep] [ARGS=...]
+SWEEP ?= asr_sweep
 sweep: setup
-	$(PY) -m cvi_lab experiment -m experiment=asr_sweep asr=faster_whisper_tiny_en,faster_whisper_base $(ARGS)
+	$(PY) -m cvi_lab experiment -m experiment=$(SWEEP) $(ARGS)
 
 compare: setup
 	$(PY) -m cvi_lab compare $(ARGS)

@@ -155,12 +155,19 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
 
     unsubscribe = engine.subscribe(on_event)
 
+    last_audible = -1.0  # arrival of the last audible replica frame, kept as frames arrive
+
     async def consume() -> None:
+        nonlocal last_audible
         async for frame in engine.frames():
-            res.frame_times.append(now())
+            t = now()
+            kept = frame.audio if keep_audio else frame.audio[:0]
+            res.frame_times.append(t)
             res.frame_speaking.append(bool(frame.speaking))
             res.audio_rate = frame.audio_rate
-            res.frame_audio.append(frame.audio if keep_audio else frame.audio[:0])
+            res.frame_audio.append(kept)
+            if len(kept) and rms_dbfs(kept) > AUDIBLE_DBFS:
+                last_audible = t
 
     async def heartbeat() -> None:
         period = 0.01
@@ -185,8 +192,10 @@ async def run_script(engine: ConversationEngine, script: Sequence[Step], speed: 
         mic_t += FRAME_S / speed
 
     def last_replica_sound() -> float:
-        audible = res.audible_times()
-        return audible[-1] if audible else -1.0
+        # Why not res.audible_times()[-1]: WaitQuiet asks every 20 ms mic frame, and rescanning every frame
+        # of a long answer each time (683k RMS computations in one 40 s turn) starved the frame clock
+        # on a loaded 2-core machine (2-5 frames/s instead of 25: every lab run failed ReplicaTooSlow).
+        return last_audible
 
     prev_start = 0  # index in res.events where the previous step began
     try:

@@ -16,6 +16,8 @@ Line fields (see experiments/README.md "Dataset format"):
   barge_in_after_s (float)   start this utterance while the replica is still answering the previous turn,
                              this many seconds after the replica started speaking (barge-in test)
   language (str)             full language name of the call, e.g. "english" (first line wins)
+  voice (str)                espeak-ng voice (with variant) speaking this script's synthesized lines, e.g.
+                             "en-gb+m3"; declared on any line of the script (first wins), else dataset.voice
   phenomenon, pause_ms, sound, expect   scenario fields: what the line tests and what should happen
                              (cvi_lab/lab/scenarios.py)
 """
@@ -29,7 +31,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -43,7 +45,7 @@ SAMPLE_RATE = 16_000
 GENERATOR_VERSION = "espeak-ng-cli/1"
 REPLICA_VOICES = ("piper", "joe", "en_us-joe-medium")  # the replica's voice: never a participant's
 _KNOWN_FIELDS = {"script", "turn", "text", "persona", "context", "audio", "barge_in_after_s", "language",
-                 "phenomenon", "pause_ms", "sound", "expect"}
+                 "phenomenon", "pause_ms", "sound", "expect", "voice"}
 SHIPPED = Path(__file__).resolve().parent / "datasets"  # package data: there in an installed wheel too
 
 
@@ -58,6 +60,10 @@ class VoiceSpec:
     voice: str = "en-us+f3"
     speed_wpm: int = 160
     pitch: int = 50
+
+    def for_line(self, name: str | None) -> "VoiceSpec":
+        """This spec with a script's own voice name (its rate and pitch stay the dataset's)."""
+        return self if name is None else replace(self, voice=name)
 
     def key(self) -> dict[str, Any]:
         return {"generator": GENERATOR_VERSION, "espeak": _espeak_version(), "voice": self.voice,
@@ -78,6 +84,7 @@ class Utterance:
     pause_ms: int | None = None  # silence at each "..." of the text (synthesized lines)
     sound: str | None = None  # a non-speech line (scenarios.SOUNDS)
     expect: SC.Expect = field(default_factory=SC.Expect)
+    voice: str | None = None  # the script's espeak-ng voice (synthesized lines); None = dataset.voice
 
     @property
     def uid(self) -> str:
@@ -88,7 +95,8 @@ class Utterance:
                 "context": self.context, "barge_in_after_s": self.barge_in_after_s, "language": self.language,
                 "audio": self.audio.name if self.audio else None,
                 **({"pause_ms": self.pause_ms} if self.pause_ms is not None else {}),
-                **({"sound": self.sound} if self.sound is not None else {})}  # what changes the audio
+                **({"sound": self.sound} if self.sound is not None else {}),
+                **({"voice": self.voice} if self.voice is not None else {})}  # what changes the audio
 
 
 @dataclass
@@ -178,6 +186,12 @@ def read_utterances(path: str | os.PathLike) -> list[Utterance]:
             audio = (p.parent / row["audio"]).resolve()
             if not audio.is_file():
                 raise DatasetError(f"{where}: recording {audio} does not exist (paths are relative to {p.parent})")
+        line_voice = row.get("voice")
+        if line_voice is not None and (not isinstance(line_voice, str) or not line_voice.strip()):
+            raise DatasetError(f"{where}: 'voice' must be an espeak-ng voice name such as en-gb+m3")
+        if isinstance(line_voice, str) and _is_replica_voice(line_voice):
+            raise DatasetError(f"{where}: voice {line_voice!r} is the replica's voice; "
+                               "use an espeak-ng voice such as en-us+f3 or en-gb+m3")
         barge = row.get("barge_in_after_s")
         if barge is not None and (not isinstance(barge, (int, float)) or barge < 0):
             raise DatasetError(f"{where}: 'barge_in_after_s' must be a number >= 0")
@@ -185,10 +199,24 @@ def read_utterances(path: str | os.PathLike) -> list[Utterance]:
                              persona=str(row.get("persona") or ""), context=row.get("context"), audio=audio,
                              barge_in_after_s=None if barge is None else float(barge), language=row.get("language"),
                              phenomenon=row.get("phenomenon") or "plain", pause_ms=row.get("pause_ms"),
-                             sound=row.get("sound"), expect=SC.parse_expect(row.get("expect"))))
+                             sound=row.get("sound"), expect=SC.parse_expect(row.get("expect")),
+                             voice=line_voice.strip() if isinstance(line_voice, str) else None))
     if not out:
         raise DatasetError(f"{p}: no utterances")
-    return out
+    return _script_voices(out)
+
+
+def _script_voices(utterances: list[Utterance]) -> list[Utterance]:
+    """One voice per script: the first line declaring one speaks for all its synthesized lines."""
+    first: dict[str, str] = {}
+    for u in utterances:
+        if u.voice is not None:
+            first.setdefault(u.script, u.voice)
+    return [replace(u, voice=first.get(u.script)) if u.audio is None else u for u in utterances]
+
+
+def _is_replica_voice(name: str) -> bool:
+    return name.split("+")[0].lower() in REPLICA_VOICES
 
 
 def group_scripts(utterances: Iterable[Utterance]) -> list[Script]:
@@ -236,7 +264,7 @@ def content_hash(utterances: Iterable[Utterance], voice: VoiceSpec) -> str:
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     """Read, select and (once, cached) synthesize the dataset described by the `dataset` config node."""
     voice = VoiceSpec(**dict(cfg.get("voice") or {}))
-    if voice.voice.lower() in REPLICA_VOICES:
+    if _is_replica_voice(voice.voice):
         raise DatasetError(f"participant voice {voice.voice!r} is the replica's voice; use an espeak-ng voice such as en-us+f3 or en-gb")
     all_utts = read_utterances(cfg["path"])
     scripts = select(group_scripts(all_utts), cfg.get("scripts"), cfg.get("max_scripts"), cfg.get("max_turns"))
@@ -260,7 +288,8 @@ def synthesize(utterances: list[Utterance], voice: VoiceSpec, progress: bool = T
 
         for u in tqdm(todo, desc=f"participant audio -> {cache}", unit="utt", disable=not progress):
             pcm = load_audio(u.audio, SAMPLE_RATE)[0] if u.audio is not None else \
-                SC.render(u.text, u.pause_ms, u.sound, u.uid, lambda text: _espeak(text, voice))
+                SC.render(u.text, u.pause_ms, u.sound, u.uid,
+                          lambda text, v=voice.for_line(u.voice): _espeak(text, v))
             fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-", suffix=".wav")
             os.close(fd)
             write_wav(tmp, pcm, SAMPLE_RATE)

@@ -119,16 +119,21 @@ async def _call(cfg: Any, data: Dataset, script: Script, srv, http, persona_id: 
             await r.read()
     await srv.wait_status(conv["conversation_id"], "ended")  # every turn record is stored by then
     records = {r["turn_idx"]: r["metrics"] for r in srv.turn_metrics(conv["conversation_id"])}
-    _collect(script, client, sent, records, result, RATE)
+    _collect(script, client, sent, records, result, RATE, float(cfg.participant.lead_silence_s))
     if record_video and images:
         _video(client, images, result, out_dir, script, write=bool(cfg.metrics.sample_video))
 
 
-def _collect(script: Script, client, sent, records: dict[int, dict], result: RunResult, rate: int) -> None:
+def _collect(script: Script, client, sent, records: dict[int, dict], result: RunResult, rate: int,
+             lead_s: float) -> None:
     """Per-turn results from the participant's recording and the data-channel events, joined by turn_idx to
     the server's per-turn records (`records`: turn_idx -> the engine's marks, as /v2/conversations/{id}/turns
-    serves them) for the same per-stage breakdown as offline mode."""
+    serves them) for the same per-stage breakdown as offline mode, and the same turn-taking observations
+    (`turn_metrics.observe`) on the participant's clock: its speech as sent, the events as they arrived."""
+    from cvi_lab.lab.turn_metrics import observe
+
     events = [(t, e) for t, e in client.rec.events if isinstance(e, dict)]
+    timed = [{**e, "_t": t} for t, e in events]
     result.events += [{"arrival": t, **e} for t, e in events]
     users = [(t, e) for t, e in events if e.get("event_type") == "conversation.utterance"
              and e.get("properties", {}).get("role") == "user"]
@@ -139,14 +144,20 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
     for i, utt in enumerate(script.utterances):
         t0, end, first = sent[i] if i < len(sent) else (None, None, None)
         nxt = sent[i + 1][0] if i + 1 < len(sent) else float("inf")
-        heard = " ".join(e["properties"]["speech"] for t, e in users if t0 is not None and t0 <= t < nxt)
-        turn_ids = {e.get("turn_idx") for t, e in users if t0 is not None and t0 <= t < nxt}
+        mine = [e for t, e in users if t0 is not None and t0 <= t < nxt]
+        heard = " ".join(e["properties"]["speech"] for e in mine)
+        turn_ids = {e.get("turn_idx") for e in mine}
         said = " ".join(e["properties"]["speech"] for t, e in replicas if e.get("turn_idx") in turn_ids)
         latency = (first - end) if first is not None and end is not None else None  # as the participant hears it
         tr = TurnResult(script.id, utt.turn, utt.text, heard=heard, replica_text=said, response_latency_s=latency)
         for tid in sorted(t for t in turn_ids if t is not None):  # the committed turn's record (the last if VAD split it)
             if tid in records:
                 join_participant_view(tr, records[tid], latency)
+        if t0 is not None and end is not None:
+            start = client.speech_started_after(t0)
+            observe(tr, utt, start if start is not None and start < end else t0 + lead_s, end, nxt, timed, len(mine))
+        if not mine and utt.expect.take_turn:
+            tr.error = tr.error or "the replica did not take this turn"
         tr.interrupted = tr.interrupted or any(e.get("event_type") == "conversation.replica_interrupted"
                                                and e.get("turn_idx") in turn_ids for _, e in events)
         if utt.barge_in_after_s is not None and t0 is not None:

@@ -53,16 +53,22 @@ def waterfall(turns: Sequence[TurnResult], path: str | Path, title: str = "") ->
     return path
 
 
-def latency_vs_quality(points: Sequence[dict], x: str, y: str, label: str, path: str | Path, title: str = "") -> Path:
-    """Scatter of runs: `x` (a latency metric) against `y` (a quality metric), each point named by `label`."""
+def latency_vs_quality(points: Sequence[dict], x: str, y: str, label: str, path: str | Path, title: str = "",
+                       better: str = "lower") -> Path:
+    """Scatter of runs: `x` (a latency metric, lower is better) against `y` (a quality metric, `better` says
+    which way), each point named by `label`, with the trade-off front: the runs no other run beats on both."""
+    shown = [p for p in points if p.get(x) is not None and p.get(y) is not None]
     fig, ax = plt.subplots(figsize=(7, 5))
-    for p in points:
-        if p.get(x) is None or p.get(y) is None:
-            continue
+    for p in shown:
         ax.scatter(p[x], p[y], s=40)
         ax.annotate(str(p.get(label, "")), (p[x], p[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    front = pareto_front([(p[x], p[y]) for p in shown], better)
+    if len(front) > 1:
+        ax.step([a for a, _ in front], [b for _, b in front], where="post", color="tab:red", lw=1, alpha=0.6,
+                label="trade-off front")
+        ax.legend(fontsize=7)
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{y} (lower is better)" if "wer" in y else y)
+    ax.set_ylabel(f"{y} ({better} is better)")
     ax.set_title(title or f"{y} vs {x}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -70,3 +76,13 @@ def latency_vs_quality(points: Sequence[dict], x: str, y: str, label: str, path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def pareto_front(points: Sequence[tuple[float, float]], better: str = "lower") -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (x lower is better; y as `better` says), by x."""
+    sign = 1.0 if better == "lower" else -1.0
+    front: list[tuple[float, float]] = []
+    for px, py in sorted(points, key=lambda p: (p[0], sign * p[1])):
+        if not front or sign * py < sign * front[-1][1]:
+            front.append((px, py))
+    return front

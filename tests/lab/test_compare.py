@@ -44,3 +44,42 @@ def test_unknown_experiment_and_empty_store(store, tmp_path, capsys):
     assert "existing: " in capsys.readouterr().err
     assert compare.main(["--tracking-uri", f"sqlite:///{tmp_path}/none.db"]) == 2
     assert "run an experiment first" in capsys.readouterr().err
+
+
+def test_swept_values_are_columns_and_named_markers_pick_the_table(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = tracking.setup(uri, "turn_sweep", tmp_path / "mlruns")
+    for sens, lat, cut in (("low", 1500.0, 0.1), ("high", 900.0, 0.4)):
+        tags = {"choice.turn": "smart_turn_v3", "overrides": f"experiment=turn_sweep participant.pause_sensitivity={sens} "
+                f"tracking.uri={uri}"}
+        with tracking.tracked_run(exp, f"s={sens}", {}, tags):
+            mlflow.log_metrics({"response_latency_p50_ms": lat, "false_cutoff_rate": cut})
+    mlflow.set_tracking_uri(None)
+    readme = tmp_path / "README.md"
+    other = f"{compare.markers('asr_sweep')[0]}\nkeep\n{compare.markers('asr_sweep')[1]}\n"
+    readme.write_text(f"{other}{compare.markers('turn_sweep')[0]}\nold\n{compare.markers('turn_sweep')[1]}\n")
+    out = tmp_path / "p"
+    assert compare.main(["-e", "turn_sweep", "--tracking-uri", uri, "--out", str(out), "--update-readme", str(readme)]) == 0
+    printed = capsys.readouterr().out
+    assert "| run | participant.pause_sensitivity | latency p50 ms |" in printed  # the swept value, not tracking.uri
+    text = readme.read_text()
+    assert "keep" in text and "old" not in text and "| s=low | low | 1500 |" in text
+    table = (out / "table.md").read_text()
+    assert table.strip() in text and table.split("\n\n", 1)[1].strip() in printed  # exactly what was printed
+    assert (out / "latency_vs_false_cutoff_rate.png").stat().st_size > 1000
+
+
+def test_trade_off_front():
+    from cvi_lab.lab.plots import pareto_front
+
+    pts = [(900, 0.4), (1500, 0.1), (1600, 0.3), (1000, 0.45), (2000, 0.1)]
+    assert pareto_front(pts, "lower") == [(900, 0.4), (1500, 0.1)]
+    assert pareto_front([(900, 3.0), (1200, 4.0), (1300, 3.5)], "higher") == [(900, 3.0), (1200, 4.0)]
+
+
+def test_chosen_metrics_are_the_columns_in_order(store, tmp_path, capsys):
+    argv = ["-e", "sweep", "--tracking-uri", store, "--out", str(tmp_path / "p")]
+    assert compare.main([*argv, "--metrics", "asr_wer,response_latency_p50_ms"]) == 0
+    assert "| run | asr | ASR WER | latency p50 ms |" in capsys.readouterr().out
+    assert compare.main([*argv, "--metrics", "asr_wer,colour"]) == 2
+    assert "unknown --metrics colour" in capsys.readouterr().err

@@ -48,6 +48,42 @@ def test_replica_voice_is_refused(cache):
         D.load_dataset({"path": str(DEFAULT), "voice": {"voice": "piper"}})
 
 
+SCENARIOS = D.SHIPPED / "scenarios/scenarios.jsonl"
+
+
+def test_scenario_personas_speak_with_their_own_voices_never_the_replicas():
+    utts = D.read_utterances(SCENARIOS)
+    by_persona = {}
+    for u in utts:
+        by_persona.setdefault(u.persona, set()).add(u.voice)
+    assert all(len(v) == 1 and None not in v for v in by_persona.values()), by_persona  # one voice a persona
+    assert len({next(iter(v)) for v in by_persona.values()}) == len(by_persona)  # a different one each
+    assert not any(D._is_replica_voice(next(iter(v))) for v in by_persona.values())
+
+
+@pytest.mark.skipif(not D.shutil.which("espeak-ng"), reason="espeak-ng absent")
+def test_a_scripts_voice_speaks_all_its_lines_and_changes_the_audio(tmp_path, cache):
+    lines = [{"script": "a", "turn": 0, "text": "hello there", "voice": "en-gb+m3"},
+             {"script": "a", "turn": 1, "text": "hello there"},
+             {"script": "b", "turn": 0, "text": "hello there"}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ds = D.load_dataset({"path": str(path), "voice": {"voice": "en-us+f3"}})
+    a0, a1, b0 = ds.utterances
+    assert a0.voice == a1.voice == "en-gb+m3" and b0.voice is None  # b speaks with dataset.voice
+    pcm = [ds.audio(u) for u in (a0, a1, b0)]
+    assert np.array_equal(pcm[0], pcm[1]) and not np.array_equal(pcm[0][: len(pcm[2])], pcm[2][: len(pcm[0])])
+
+
+@pytest.mark.parametrize("voice", ["piper", "joe+m3", ""])
+def test_a_lines_voice_must_be_an_espeak_voice_not_the_replicas(tmp_path, voice):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"script": "s", "turn": 0, "text": "hi", "voice": voice}) + "\n")
+    with pytest.raises(D.DatasetError, match="voice") as err:
+        D.read_utterances(path)
+    assert f"{path}:1" in str(err.value)
+
+
 def test_recordings_format(tmp_path, cache):
     rate = 22_050
     tone = (0.1 * np.sin(np.arange(rate) * 2 * np.pi * 220 / rate)).astype(np.float32)

@@ -41,7 +41,7 @@ EXPECT = {  # something each notebook must have printed, so a silently empty run
     "01_quickstart": ["GUEST=True SMALL=True", "end_conversation_endpoint_hit", "system.shutdown", "response latency at the participant",
                       "user: "],
     "02_stages": ["SMALL=True", "s of speech", "frames at", "tok/s", "pocketsphinx_en"],
-    "03_compare": ["SMALL=True", "latency p50 ms"],
+    "03_compare": ["SMALL=True", "latency p50 ms", "per-turn view: asr=faster_whisper_tiny_en turn_"],
 }
 
 
