@@ -27,6 +27,7 @@ from cvi_lab.clock import Clock, SystemClock
 from cvi_lab.domain.conversation import DEFAULT_GREETING, ShutdownReason
 from cvi_lab.domain.documents import DEFAULT_RETRIEVAL_STRATEGY, RetrievalStrategy
 from cvi_lab.domain.persona import DEFAULT_PERSONA
+from cvi_lab.domain.vocabulary import both_id_names
 from cvi_lab.engine.answering import Answerer
 from cvi_lab.engine.echo import EchoStreams
 from cvi_lab.engine.emotion import EmotionTable
@@ -144,7 +145,7 @@ class ConversationEngine:
         """Announce the shutdown, cancel all work, end the frame streams. Idempotent."""
         if not self.running:
             return
-        self.bus.emit("system.shutdown", {"replica_id": self.spec.replica_id, "shutdown_reason": reason},
+        self.bus.emit("system.shutdown", both_id_names({"replica_id": self.spec.replica_id, "shutdown_reason": reason}),
                       message_type="system")
         self.running = False
         await self.listener.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from cvi_lab.clock import Clock
+from cvi_lab.domain.vocabulary import both_id_names
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class EventBus:
 
     def announce_joined(self, replica_id: str | None) -> None:
         """system.replica_joined: sent now and replayed to every later subscriber."""
-        self._joined_event = self.emit("system.replica_joined", {"replica_id": replica_id}, message_type="system")
+        self._joined_event = self.emit("system.replica_joined", both_id_names({"replica_id": replica_id}),
+                                       message_type="system")
 
     def emit(self, event_type: str, properties: dict, turn_idx: int | None = None, message_type: str = "conversation",
              inference_id: str | None = None) -> dict:

@@ -186,9 +186,19 @@ def _task(cfg: Any) -> float | None:
     return metrics.get("response_latency_p50_ms")
 
 
+class SweepPointFailed(RuntimeError):
+    """One point of a sweep failed (already reported). Raised so that Hydra's sweeper, which reads every job's
+    result, fails the sweep: a launcher that runs jobs in other processes (submitit, joblib n_jobs > 1) cannot
+    see this process's `_FAILED`, and a sweep with a failed point must not exit 0."""
+
+
 def _report_failure(message: str) -> None:
     _FAILED.append(message)
     print(message, file=sys.stderr, flush=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+        raise SweepPointFailed(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,17 +76,37 @@ def setup(uri: str, experiment: str, artifact_root: Path | str | None = None) ->
     check_uri(uri)
     mlflow.set_tracking_uri(uri)
     try:
-        exp = mlflow.get_experiment_by_name(experiment)
-        if exp is None:
-            location = None
-            if artifact_root is not None and not uri.startswith(("http://", "https://")):
-                location = (Path(artifact_root).resolve() / experiment).as_uri()
-            return mlflow.create_experiment(experiment, artifact_location=location)
-        return exp.experiment_id
+        with _sqlite_setup_lock(uri):
+            return _experiment_id(mlflow, uri, experiment, artifact_root)
     except TrackingError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
         raise TrackingError(f"cannot open MLflow experiment {experiment!r} at {uri}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _sqlite_setup_lock(uri: str) -> Iterator[None]:
+    """Sweep points run as parallel processes (submitit, joblib n_jobs > 1) open a new `mlflow.db` at once, and
+    MLflow's table creation races ("table ... already exists"): they take turns on a lock file beside it."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])  # its folder exists: check_uri said so
+    with open(db.with_name(db.name + ".setup.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _experiment_id(mlflow: Any, uri: str, experiment: str, artifact_root: Path | str | None) -> str:
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        location = None
+        if artifact_root is not None and not uri.startswith(("http://", "https://")):
+            location = (Path(artifact_root).resolve() / experiment).as_uri()
+        return mlflow.create_experiment(experiment, artifact_location=location)
+    return exp.experiment_id
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

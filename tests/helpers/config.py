@@ -23,7 +23,10 @@ def make_cfg(home: pathlib.Path, **server: Any) -> Any:
     cfg = OmegaConf.merge(_base(), {"server": {"home": str(home), "replica_builder": STANDIN_BUILDER,
                                                "webhooks": {"grace_s": 0.2},
                                                # API-level tests: no engine, no WebRTC unless a test adds them
-                                               "runtimes": [], "installers": []}})
+                                               "runtimes": [], "installers": [],
+                                               # so a call costs no CPU here, and API tests hold several at once;
+                                               # the shipped limit has its own test (test_capacity_limit.py)
+                                               "limits": {"max_concurrent_conversations": 16}}})
     for key, value in server.items():
         OmegaConf.update(cfg, f"server.{key}", value, merge=True)
     return cfg

@@ -41,13 +41,15 @@ def test_unreachable_tracking_uri(tmp_path, capsys, monkeypatch):
 
 
 def test_failed_run_is_marked_failed(tmp_path, capsys, monkeypatch):
-    """A run whose ASR model does not exist fails inside the run: FAILED in MLflow, with the error."""
+    """A run whose ASR model does not exist fails inside the run: FAILED in MLflow, with the error, and the
+    sweep it belongs to exits 1."""
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/m.db"
-    code = app.main(["experiment=smoke", f"tracking.uri={uri}", "asr.model=/no/such/whisper-model",
+    # as a sweep (-m, one point): the failed point fails the sweep in any launcher (app.SweepPointFailed)
+    code = app.main(["-m", "experiment=smoke", f"tracking.uri={uri}", "asr.model=/no/such/whisper-model",
                      "metrics.intelligibility=false"])
     err = capsys.readouterr().err
-    assert code == 1 and "run failed" in err and "marked FAILED" in err
+    assert code == 1 and "run failed" in err and "marked FAILED" in err and "SweepPointFailed" in err
     mlflow.set_tracking_uri(None)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("smoke")
