@@ -51,23 +51,16 @@ def error_text(body: str) -> str:
     return body[:300]
 
 
-class Endpoint:
-    """One OpenAI-compatible endpoint: its URL, key, extra headers and timeouts, and a session per event loop.
+class KeepAliveSession:
+    """One aiohttp session per event loop, kept alive between requests (saves the TCP/TLS handshake on every
+    turn); remote stages (and the LLM's openai_compatible backend) hold one each."""
 
-    connect_timeout_s: to open the connection; read_timeout_s: the longest wait for the next piece of the
-    response (the first byte included: a transcription must come back within it)."""
-
-    def __init__(self, url: str, who: str, api_key: str | None, headers: Mapping[str, str] | None,
-                 connect_timeout_s: float, read_timeout_s: float) -> None:
-        self.url, self.who = url, f"{who} ({url})"
-        self.api_key = api_key or None
-        self.headers = dict(headers or {})
+    def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
         self.connect_timeout_s, self.read_timeout_s = float(connect_timeout_s), float(read_timeout_s)
         self._session = None
         self._session_loop = None
 
-    def _get_session(self):
-        """One keep-alive session per event loop (saves the TCP/TLS handshake on every turn)."""
+    def get(self):
         import aiohttp
 
         loop = asyncio.get_running_loop()
@@ -82,6 +75,24 @@ class Endpoint:
             await self._session.close()
         self._session = None
 
+
+class Endpoint:
+    """One OpenAI-compatible endpoint: its URL, key, extra headers and timeouts, and a session per event loop.
+
+    connect_timeout_s: to open the connection; read_timeout_s: the longest wait for the next piece of the
+    response (the first byte included: a transcription must come back within it)."""
+
+    def __init__(self, url: str, who: str, api_key: str | None, headers: Mapping[str, str] | None,
+                 connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.url, self.who = url, f"{who} ({url})"
+        self.api_key = api_key or None
+        self.headers = dict(headers or {})
+        self.connect_timeout_s, self.read_timeout_s = float(connect_timeout_s), float(read_timeout_s)
+        self.session = KeepAliveSession(self.connect_timeout_s, self.read_timeout_s)
+
+    async def aclose(self) -> None:
+        await self.session.aclose()
+
     def fail(self, what: str) -> RemoteStageError:
         return RemoteStageError(f"{self.who}: {what}")
 
@@ -95,7 +106,7 @@ class Endpoint:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         try:
-            async with self._get_session().post(self.url, headers=headers, **kwargs) as resp:
+            async with self.session.get().post(self.url, headers=headers, **kwargs) as resp:
                 if resp.status != 200:
                     body = await resp.text(errors="replace")
                     raise self.fail(f"HTTP {resp.status}: {error_text(body)}{HINTS.get(resp.status, '')}")

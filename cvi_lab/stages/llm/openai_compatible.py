@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 from cvi_lab.stages.base import LLM, ChatMessage, LLMStats, StageError, StageInputError
 from cvi_lab.stages.llm.messages import check_max_tokens, normalize_messages
+from cvi_lab.stages.openai_http import KeepAliveSession
 
 
 class LLMEndpointError(StageError):
@@ -65,24 +66,10 @@ class OpenAICompatibleLLM(LLM):
         self.include_usage = bool(include_usage)
         self.extra_body = dict(extra_body or {})
         self.headers = dict(headers or {})
-        self._session = None
-        self._session_loop = None
-
-    def _get_session(self):
-        """One keep-alive session per event loop (saves the TCP/TLS handshake on every turn)."""
-        import aiohttp
-
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s, sock_read=self.read_timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-            self._session_loop = loop
-        return self._session
+        self.session = KeepAliveSession(self.connect_timeout_s, self.read_timeout_s)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self.session.aclose()
 
     async def warmup(self) -> None:
         """One 1-token request: checks the endpoint, key and model now rather than on the first turn."""
@@ -114,7 +101,7 @@ class OpenAICompatibleLLM(LLM):
             headers["Authorization"] = f"Bearer {self.api_key}"
         who = f"OpenAICompatibleLLM ({self.url})"
         try:
-            async with self._get_session().post(self.url, json=self._body(msgs, max_new), headers=headers) as resp:
+            async with self.session.get().post(self.url, json=self._body(msgs, max_new), headers=headers) as resp:
                 if resp.status != 200:
                     raise LLMEndpointError(f"{who}: HTTP {resp.status}: {_error_text(await resp.text())}" + _hint(resp.status))
                 pieces = 0
