@@ -293,7 +293,7 @@ class ConversationManager(ConversationReads, RecordsWithoutCall):
             if call is None and self.store.get_conversation(conversation_id) is None:
                 raise NotFound(f"conversation {conversation_id!r} does not exist")
             raise InvalidInput(f"conversation {conversation_id} is not live (ended, or test_mode); app messages go "
-                               "to live conversations")
+                               "to live conversations", field="conversation.status")
         wait = call.app_messages.admit()
         if wait is not None:
             raise LimitReached(f"more than {call.app_messages.max_requests} app messages in "
