@@ -141,12 +141,14 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
                 and e.get("properties", {}).get("role") == "replica"]
     audio = client.rec.audio(rate)
     t_audio0 = client.rec.audio_arrivals[0] if client.rec.audio_arrivals else 0.0
+    claimed: set = set()  # turns already a line's: a backchannel's utterance carries the turn it talked over
     for i, utt in enumerate(script.utterances):
         t0, end, first = sent[i] if i < len(sent) else (None, None, None)
         nxt = sent[i + 1][0] if i + 1 < len(sent) else float("inf")
         mine = [e for t, e in users if t0 is not None and t0 <= t < nxt]
         heard = " ".join(e["properties"]["speech"] for e in mine)
-        turn_ids = {e.get("turn_idx") for e in mine}
+        turn_ids = {e.get("turn_idx") for e in mine} - claimed
+        claimed |= turn_ids
         said = " ".join(e["properties"]["speech"] for t, e in replicas if e.get("turn_idx") in turn_ids)
         latency = (first - end) if first is not None and end is not None else None  # as the participant hears it
         tr = TurnResult(script.id, utt.turn, utt.text, heard=heard, replica_text=said, response_latency_s=latency)
