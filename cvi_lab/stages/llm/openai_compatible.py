@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 from cvi_lab.stages.base import LLM, ChatMessage, LLMStats, StageError, StageInputError
 from cvi_lab.stages.llm.messages import check_max_tokens, normalize_messages
-from cvi_lab.stages.openai_http import KeepAliveSession
+from cvi_lab.stages.openai_http import KeepAliveSession, error_text
 
 
 class LLMEndpointError(StageError):
@@ -103,7 +103,7 @@ class OpenAICompatibleLLM(LLM):
         try:
             async with self.session.get().post(self.url, json=self._body(msgs, max_new), headers=headers) as resp:
                 if resp.status != 200:
-                    raise LLMEndpointError(f"{who}: HTTP {resp.status}: {_error_text(await resp.text())}" + _hint(resp.status))
+                    raise LLMEndpointError(f"{who}: HTTP {resp.status}: {error_text(await resp.text())}" + _hint(resp.status))
                 pieces = 0
                 async for data in _sse_data(resp):
                     if data == "[DONE]":
@@ -113,7 +113,7 @@ class OpenAICompatibleLLM(LLM):
                     except json.JSONDecodeError:
                         raise LLMEndpointError(f"{who}: the stream sent a non-JSON event: {data[:200]!r}") from None
                     if event.get("error"):
-                        raise LLMEndpointError(f"{who}: the server reported an error: {_error_text(json.dumps(event))}")
+                        raise LLMEndpointError(f"{who}: the server reported an error: {error_text(json.dumps(event))}")
                     usage = event.get("usage")
                     if usage:
                         stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
@@ -158,16 +158,6 @@ async def _sse_data(resp) -> AsyncIterator[str]:
         yield "\n".join(buf)
 
 
-def _error_text(body: str) -> str:
-    try:
-        err = json.loads(body).get("error")
-        if isinstance(err, Mapping):
-            return str(err.get("message") or err)
-        if err:
-            return str(err)
-    except (json.JSONDecodeError, AttributeError):
-        pass
-    return body[:300]
 
 
 def _hint(status: int) -> str:
