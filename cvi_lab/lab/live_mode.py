@@ -99,10 +99,12 @@ async def _call(cfg: Any, data: Dataset, script: Script, srv, http, persona_id: 
         # the greeting (not interruptible, not a measured turn)
         await wait_greeting(client, timeout=max_reply)
         sent: list[tuple[float, float, float | None]] = []  # (send start, speech end, first reply audio)
+        leads: list[np.ndarray] = []  # what was sent, per line
         utts = script.utterances
         for i, utt in enumerate(utts):
             lead = participant_audio(cfg, data, utt)[: -int(float(cfg.participant.trail_silence_s) * SAMPLE_RATE) or None]
             turn = await spoken_turn(client, lead, SAMPLE_RATE, timeout=max_reply, wait_done=False)
+            leads.append(lead)
             first = turn["first_voiced"]
             sent.append((turn["sent_at"], turn["speech_end"], first))
             bar.update(1)
@@ -120,6 +122,8 @@ async def _call(cfg: Any, data: Dataset, script: Script, srv, http, persona_id: 
     await srv.wait_status(conv["conversation_id"], "ended")  # every turn record is stored by then
     records = {r["turn_idx"]: r["metrics"] for r in srv.turn_metrics(conv["conversation_id"])}
     _collect(script, client, sent, records, result, RATE, float(cfg.participant.lead_silence_s))
+    if script is data.scripts[0] and cfg.metrics.turn_views:  # per-turn pictures of the first call
+        result.artifacts += _views(result.turns[-len(utts):], client, sent, leads, out_dir, int(cfg.metrics.turn_views))
     if record_video and images:
         _video(client, images, result, out_dir, script, write=bool(cfg.metrics.sample_video))
 
@@ -130,7 +134,7 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
     the server's per-turn records (`records`: turn_idx -> the engine's marks, as /v2/conversations/{id}/turns
     serves them) for the same per-stage breakdown as offline mode, and the same turn-taking observations
     (`turn_metrics.observe`) on the participant's clock: its speech as sent, the events as they arrived."""
-    from cvi_lab.lab.turn_metrics import observe
+    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, STILL_SPEAKING_S, cut_after, observe
 
     events = [(t, e) for t, e in client.rec.events if isinstance(e, dict)]
     timed = [{**e, "_t": t} for t, e in events]
@@ -151,6 +155,8 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
         claimed |= turn_ids
         said = " ".join(e["properties"]["speech"] for t, e in replicas if e.get("turn_idx") in turn_ids)
         latency = (first - end) if first is not None and end is not None else None  # as the participant hears it
+        if end is not None and client.last_voiced_between(end - STILL_SPEAKING_S, end) is not None:
+            latency = None  # the replica was still speaking at the speech end: that audio is no response
         tr = TurnResult(script.id, utt.turn, utt.text, heard=heard, replica_text=said, response_latency_s=latency)
         for tid in sorted(t for t in turn_ids if t is not None):  # the committed turn's record (the last if VAD split it)
             if tid in records:
@@ -166,7 +172,10 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
             start = client.speech_started_after(t0)
             stop = client.voice_stopped_after(start, SILENCE_END_S) if start is not None else None
             tr.barge_in = True
-            tr.barge_in_stop_s = (stop - start) if stop is not None else None
+            tr.barge_in_stop_s = (stop - start) if stop is not None and stop > start else None
+            if tr.barge_in_stop_s is None and tr.replica_interrupted and start is not None and end is not None:
+                # quiet between two clauses when the line began: the engine's cut is when it stopped
+                tr.barge_in_stop_s = cut_after(timed, start, min(nxt, end + INTERRUPT_WINDOW_S))
         if first is not None and not tr.interrupted:
             a = int((first - t_audio0) * rate)
             stop_t = client.last_voiced_between(first, nxt if nxt != float("inf") else None) or first
@@ -174,6 +183,26 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
             if b > a:
                 result.replica_audio[(script.id, utt.turn)] = (audio[max(0, a - rate // 20): b], rate)
         result.turns.append(tr)
+
+
+def _views(turns: list[TurnResult], client, sent, leads: list[np.ndarray], out_dir: Path, limit: int) -> list[Path]:
+    """The per-turn views of a live call, on the participant's clock: what it sent from the send start, what
+    it received (48 kHz, by arrival) over the same window, the engine's marks from its speech end."""
+    import bisect
+
+    from cvi_lab.lab.turn_view import turn_view, view_end
+    from cvi_lab.transport.heard import RATE
+
+    rec, paths = client.rec, []
+    origin = rec.audio_arrivals[0] if rec.audio_arrivals else 0.0  # the call's first audio: its 0 s
+    for t, (t0, end, _first), lead in list(zip(turns, sent, leads))[: max(0, limit)]:
+        if end is None:
+            continue
+        replica = rec.audio_between(t0, view_end(t, end))
+        i = bisect.bisect_left(rec.audio_arrivals, t0)
+        replica_start = rec.audio_arrivals[i] if i < len(rec.audio_arrivals) else t0
+        paths.append(turn_view(t, lead, t0 - origin, end - origin, replica, replica_start - origin, RATE, out_dir))
+    return paths
 
 
 def join_participant_view(tr: TurnResult, record: dict, participant_latency_s: float | None) -> None:

@@ -28,7 +28,7 @@ _CONTRACTIONS = {
     "shouldn't": "should not", "couldn't": "could not", "wouldn't": "would not", "haven't": "have not",
     "ok": "okay", "alright": "all right",
 }
-_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
             "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
 
 
@@ -41,7 +41,7 @@ def normalize(text: str) -> str:
         w = w.strip("'")
         w = _CONTRACTIONS.get(w, w)
         if w.isdigit() and int(w) <= 20:
-            w = _NUMBERS[int(w)]
+            w = NUMBER_WORDS[int(w)]
         if w:
             words.append(w)
     return " ".join(words)
@@ -132,11 +132,13 @@ def aggregate(turns: list[TurnResult]) -> dict[str, float]:
     offs = [t.lipsync_offset_s * 1000 for t in turns if t.lipsync_offset_s is not None]
     m["lipsync_offset_mean_ms"] = float(np.mean(offs)) if offs else None
     m["lipsync_offset_abs_max_ms"] = float(np.max(np.abs(offs))) if offs else None
+    from cvi_lab.lab.answer_check import answer_metrics
     from cvi_lab.lab.repetition import repetition_metrics
     from cvi_lab.lab.turn_metrics import conversation_metrics
 
     m.update(conversation_metrics(turns))
     m.update(repetition_metrics(turns))
+    m.update(answer_metrics(turns))
     for key in sorted({k for t in turns for k in t.judge}):
         m[f"judge_{key}_mean"] = float(np.mean([t.judge[key] for t in turns if key in t.judge]))
     return {k: float(v) for k, v in m.items() if v is not None}

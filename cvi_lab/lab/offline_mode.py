@@ -190,13 +190,14 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
 def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
     """Per-utterance results: user/replica utterance events matched to each `Say` by arrival time."""
     from cvi_lab.audio import rms_dbfs
-    from cvi_lab.lab.turn_metrics import observe
+    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, cut_after, observe, still_speaking
 
     says = {s["label"]: s for s in res.says}
     latencies = dict(zip((s["label"] for s in res.says), res.response_latencies()))
     records = {m.get("turn_idx"): m for m in res.latencies}
     utts = script.utterances
     audible = [(t, rms_dbfs(a) > AUDIBLE_DBFS if len(a) else False) for t, a in zip(res.frame_times, res.frame_audio)]
+    audible_at = [t for t, loud in audible if loud]
     for i, utt in enumerate(utts):
         t = TurnResult(script.id, utt.turn, utt.text)
         say = says.get(utt.uid)
@@ -216,14 +217,17 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
         for tid in turn_ids:  # the record of the committed turn (the last one if VAD split it)
             if tid in records:
                 apply_engine_record(t, records[tid])
-        if latencies.get(utt.uid) is not None:
+        if latencies.get(utt.uid) is not None and not still_speaking(audible_at, say["speech_end"]):
             t.response_latency_s = latencies[utt.uid]  # as the participant hears it
         if not users and utt.expect.take_turn:
             t.error = t.error or "the replica did not take this turn"
         observe(t, utt, say["start"] + lead_s, say["speech_end"], end, res.events, len(users))
         if utt.barge_in_after_s is not None:
             t.barge_in = True
-            t.barge_in_stop_s = _stop_after(audible, say["start"] + lead_s)
+            start = say["start"] + lead_s
+            t.barge_in_stop_s = _stop_after(audible, start)
+            if t.barge_in_stop_s is None and t.replica_interrupted:  # it was quiet between clauses: the cut
+                t.barge_in_stop_s = cut_after(res.events, start, min(end, say["speech_end"] + INTERRUPT_WINDOW_S))
         if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
             pcm = _spoken_audio(res, say["speech_end"], end)
             if len(pcm):
@@ -245,7 +249,8 @@ def _spoken_audio(res, start: float, end: float) -> np.ndarray:
 
 def _stop_after(audible: list[tuple[float, bool]], start: float, quiet_s: float = 0.3) -> float | None:
     """Seconds from `start` (participant begins talking over the replica) to the replica's audio stopping
-    for good (`quiet_s` of inaudible frames); None if the replica was not speaking then."""
+    for good (`quiet_s` of inaudible frames); None if the replica was not speaking then, or had gone quiet
+    at `start` and stayed so (its audio then says nothing of when it was stopped)."""
     speaking_then = any(a for t, a in audible if start - 0.2 <= t < start + 0.1)
     if not speaking_then:
         return None
@@ -258,5 +263,5 @@ def _stop_after(audible: list[tuple[float, bool]], start: float, quiet_s: float 
         elif last_loud is not None and t - last_loud >= quiet_s:
             return last_loud - start
         elif last_loud is None and t - start >= quiet_s:
-            return 0.0
+            break
     return None

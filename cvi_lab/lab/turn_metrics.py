@@ -12,7 +12,11 @@ apply to is left out, never reported as 0):
 - end-of-turn delay: the engine's turn decision after the speech end, on lines answered and not cut off;
 - false barge-in: the replica was cut by a line that must not stop it (backchannel, cough, noise);
   recovery: after such a cut, the replica speaks again within MISSED_TURN_S of the line's end;
-- barge-in success: a line that must stop the replica did; stop time: its start -> the replica's audio stopping;
+- barge-in success: a line that must stop the replica did; stop time: its start -> the replica's audio stopping
+  (when the replica was already quiet then, between two clauses, the audio says nothing of the reaction: the
+  engine's cut, its `replica_interrupted` event, is the stop);
+- response latency (`metrics.aggregate`) leaves out lines the replica was still speaking over at their speech
+  end (a backchannel it talked through, an answer begun at a pause): that audio is no response to the line;
 - spurious turn: a line the replica should not answer (a cough, an "mm-hm") was answered.
 """
 
@@ -26,6 +30,7 @@ from cvi_lab.lab.metrics import TurnResult, percentile
 
 MISSED_TURN_S = 3.0
 INTERRUPT_WINDOW_S = 3.0  # an engine cut this long after a line's speech end still counts as caused by it
+STILL_SPEAKING_S = 0.1  # replica audio this close before a speech end: it was still talking
 
 
 def observe(t: TurnResult, utt: Any, speech_start: float, speech_end: float, window_end: float,
@@ -44,6 +49,20 @@ def observe(t: TurnResult, utt: Any, speech_start: float, speech_end: float, win
             t.replica_interrupted = True
 
 
+def still_speaking(audible_at: list[float], speech_end: float) -> bool:
+    """The replica was audible within STILL_SPEAKING_S before the speech end (`audible_at`: times of its
+    audible audio on the same clock): the next audio is the same speech going on, not a response."""
+    return any(speech_end - STILL_SPEAKING_S <= a <= speech_end for a in audible_at)
+
+
+def cut_after(events: Iterable[dict], start: float, until: float) -> float | None:
+    """Seconds from `start` to the engine's first `conversation.replica_interrupted` before `until`."""
+    for e in events:
+        if e["event_type"] == "conversation.replica_interrupted" and start <= e["_t"] < until:
+            return e["_t"] - start
+    return None
+
+
 def _rate(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
@@ -55,7 +74,7 @@ def is_cut_off(t: TurnResult) -> bool:
 def is_missed(t: TurnResult) -> bool:
     if not t.replica_text:
         return True
-    if t.barge_in:  # the replica was already audible: its latency says nothing about this line's answer
+    if t.barge_in or t.replica_started_early:  # answered (or talked over): latency says nothing here
         return False
     return t.response_latency_s is None or t.response_latency_s > MISSED_TURN_S
 

@@ -82,6 +82,20 @@ def draw(participant: np.ndarray, participant_start: float, participant_rate: in
     return path
 
 
+def turn_view(t: TurnResult, participant: np.ndarray, participant_start: float, speech_end: float,
+              replica: np.ndarray, replica_start: float, replica_rate: int, out_dir: Path, speed: float = 1.0) -> Path:
+    """One turn's picture, `out_dir/turns/turn_<script>__<turn>.png`: the participant's audio (16 kHz, fed
+    at `speed`) from `participant_start`, the replica's from `replica_start`, on the call's clock."""
+    title = f"{t.script} turn {t.turn} ({t.phenomenon}): {t.reference[:70]}"
+    return draw(participant, participant_start, 16_000, replica, replica_start, replica_rate,
+                marks_of(t, speech_end), out_dir / "turns" / f"turn_{t.script}__{t.turn:02d}.png", title, speed)
+
+
+def view_end(t: TurnResult, speech_end: float) -> float:
+    """Where a turn's picture ends: 2 s after the first replica audio, and at least 3 s after the speech end."""
+    return speech_end + max(3.0, (t.response_latency_s or 0.0) + 2.0)
+
+
 def call_views(turns: Sequence[TurnResult], res, audio: Mapping[str, np.ndarray], speed: float, out_dir: Path,
                limit: int) -> list[Path]:
     """Up to `limit` per-turn views of one offline call: `res` the driver's result (its `says` and received
@@ -93,11 +107,10 @@ def call_views(turns: Sequence[TurnResult], res, audio: Mapping[str, np.ndarray]
         say = says.get(uid)
         if say is None or uid not in audio:
             continue
-        end = say["speech_end"] + max(3.0, (t.response_latency_s or 0.0) + 2.0)
+        end = view_end(t, say["speech_end"])
         window = [i for i, ft in enumerate(res.frame_times) if say["start"] <= ft < end]
         replica = np.concatenate([res.frame_audio[i] for i in window]) if window else np.zeros(0, np.float32)
         replica_start = res.frame_times[window[0]] if window else say["start"]
-        title = f"{t.script} turn {t.turn} ({t.phenomenon}): {t.reference[:70]}"
-        paths.append(draw(audio[uid], say["start"], 16_000, replica, replica_start, res.audio_rate or 22_050,
-                          marks_of(t, say["speech_end"]), out_dir / "turns" / f"turn_{uid}.png", title, speed))
+        paths.append(turn_view(t, audio[uid], say["start"], say["speech_end"], replica, replica_start,
+                               res.audio_rate or 22_050, out_dir, speed))
     return paths

@@ -46,6 +46,7 @@ def test_no_participant_measurement_keeps_the_stages_but_no_latency():
 def test_live_run_logs_the_per_stage_breakdown(tmp_path, monkeypatch):
     """One real WebRTC call (real models): the run's metrics carry the same stage figures as offline mode,
     plus the transport share, and the run has its sample call video."""
+    import matplotlib.pyplot as plt
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -68,7 +69,9 @@ def test_live_run_logs_the_per_stage_breakdown(tmp_path, monkeypatch):
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("live").experiment_id])
     arts = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"call_travel-lisbon.mp4", "environment.json", "latency_waterfall.png"} <= arts
+    assert {"call_travel-lisbon.mp4", "environment.json", "latency_waterfall.png", "turn_travel-lisbon__00.png"} <= arts
+    view = plt.imread(tmp_path / "out" / "turns" / "turn_travel-lisbon__00.png")  # both sides drawn, not blank
+    assert view.shape[0] > 400 and view[..., :3].std() > 0.05
 
 
 @pytest.mark.slow

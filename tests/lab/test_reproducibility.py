@@ -73,6 +73,7 @@ def test_offline_run_twice_is_identical(tmp_path, monkeypatch):
     assert runs[0].data.tags["dataset.hash"] == runs[1].data.tags["dataset.hash"]
     arts = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "environment.json", "transcripts.jsonl", "latency_waterfall.png",
-            "call_travel-lisbon.mp4"} <= arts  # one sample call video per run
+            "call_travel-lisbon.mp4", "turn_travel-lisbon__00.png", "turn_travel-lisbon__01.png"} <= arts
+    # one sample call video per run, and the first call's per-turn views
     for tag in ("env.lock_hash", "env.packages_hash", "env.python", "env.platform"):
         assert runs[0].data.tags[tag] == runs[1].data.tags[tag] != "absent"

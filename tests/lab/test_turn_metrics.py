@@ -121,3 +121,36 @@ def test_turn_view_draws_both_sides_with_the_marks(tmp_path):
     assert fast.stat().st_size > 10_000
     empty = V.draw(np.zeros(0, np.float32), 0.0, 16_000, np.zeros(0, np.float32), 0.0, 22_050, marks, tmp_path / "e.png")
     assert empty.exists()
+
+
+def test_answer_check_needs_the_key_fact_of_the_line():
+    from cvi_lab.lab import answer_check as A
+
+    assert A.key_words("100 degrees Celsius") == {"100"} and A.key_words("the Pacific Ocean") == {"pacific"}
+    assert A.states("Water boils at 100°C at sea level.", "100 degrees Celsius")
+    assert A.states("A week has 7 days.", "seven") and A.states("It has seven days.", "seven")
+    assert A.states("That would be the Pacific.", "the Pacific Ocean")
+    assert not A.states("The Atlantic Ocean is the largest.", "the Pacific Ocean")
+    assert not A.states("Water boils at 1000 degrees.", "100 degrees Celsius")
+    turns = [turn(0, Expect(answer="Paris"), replica_text="Paris is the capital."),
+             turn(1, Expect(answer="Tokyo"), replica_text="I am not sure."),
+             turn(2, Expect(answer="366"), replica_text=""),  # unanswered: wrong
+             turn(3, Expect(), replica_text="Hello!")]  # no key fact: not graded
+    m = aggregate(turns)
+    assert m["answer_correct_rate"] == pytest.approx(1 / 3) and m["answer_graded_turns"] == 3
+    assert "answer_correct_rate" not in aggregate([turn(0, Expect(), replica_text="Hi")])
+
+
+def test_audio_the_replica_was_still_speaking_is_no_response_and_a_cut_in_a_pause_is_the_stop():
+    from cvi_lab.lab.offline_mode import _stop_after
+
+    audible_at = [1.0, 1.02, 1.04, 2.5]
+    assert TM.still_speaking(audible_at, 1.05) and not TM.still_speaking(audible_at, 1.3)
+    events = [{"event_type": "conversation.replica.started_speaking", "_t": 0.9},
+              {"event_type": "conversation.replica_interrupted", "_t": 1.7}]
+    assert TM.cut_after(events, 1.2, 4.0) == pytest.approx(0.5) and TM.cut_after(events, 1.8, 4.0) is None
+    frames = [(i * 0.02, i * 0.02 < 1.0) for i in range(100)]  # loud until 1.0 s, then quiet
+    assert _stop_after(frames, 0.8) == pytest.approx(0.18)  # audible past the start: the audio says it
+    assert _stop_after(frames, 1.05) is None  # already quiet (between clauses): the caller takes the cut
+    early = turn(0, HOLD, "mid_pause", replica_text="a", replica_started_early=True)  # answered, too soon
+    assert TM.is_cut_off(early) and not TM.is_missed(early)
