@@ -29,7 +29,7 @@ demo: setup
 	$(PY) -m cvi_lab demo
 
 test: setup system-deps
-	$(PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs --durations=15 -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -q -rs -p no:cacheprovider -m "not slow and not browser" $(PYTEST_ARGS)

@@ -35,6 +35,7 @@ def test_paused_line_is_not_cut_and_backchannel_does_not_interrupt(tmp_path, mon
     assert paused["end_of_turn_s"] is not None and paused["end_of_turn_s"] > 0
     yeah = turns[("backchannel", 1)]
     assert yeah["barge_in"] and not yeah["replica_interrupted"], yeah
+    assert yeah["response_latency_s"] is None  # the replica talked on over it: no response to time
     assert turns[("backchannel", 0)]["replica_text"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["false_cutoff_rate_mid_pause"] == 0.0 and metrics["false_barge_in_rate"] == 0.0
