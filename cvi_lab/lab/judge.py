@@ -100,13 +100,15 @@ def agreement(pairs: Iterable[tuple[Mapping[str, float], Mapping[str, float]]]) 
 
 
 def judge_llm_config(cfg: Any) -> Any:
-    """The judge's llm node: `judge.llm` (a config name) or this run's llm, with `judge.llm_settings` merged."""
+    """The judge's llm node: `judge.llm` (a config name) or this run's llm, with the set (non-null)
+    `judge.llm_settings` merged."""
     from omegaconf import OmegaConf
 
     from cvi_lab.config import load_group, recorded
 
     node = cfg.llm if cfg.judge.llm is None else load_group("llm", str(cfg.judge.llm), list(recorded(cfg).searchpath))
-    return OmegaConf.merge(node, cfg.judge.llm_settings)
+    settings = OmegaConf.to_container(cfg.judge.llm_settings, resolve=True)
+    return OmegaConf.merge(node, {k: v for k, v in settings.items() if v is not None})
 
 
 async def add_judge(cfg: Any, turns: list[TurnResult], extra: dict[str, float]) -> None:

@@ -75,6 +75,13 @@ def test_scenarios_experiment_composes_the_suite_with_the_judge():
     cfg = config.compose(["experiment=scenarios"], config.LAB_ROOT)
     assert cfg.dataset.path == "scenarios/scenarios.jsonl" and cfg.metrics.judge is True
     assert set(cfg.judge.rubric) == {"instructions", *J.DIMENSIONS} and cfg.judge.llm is None
+    # the documented command (conf/judge/default.yaml, experiments/README.md) composes as written
     node = J.judge_llm_config(config.compose(["experiment=scenarios", "judge.llm=openai_compatible",
-                                              "+judge.llm_settings.model=qwen2.5:7b"], config.LAB_ROOT))
+                                              "judge.llm_settings.base_url=http://127.0.0.1:11434/v1",
+                                              "judge.llm_settings.model=qwen2.5:7b",
+                                              "+judge.llm_settings.max_new_tokens=4"], config.LAB_ROOT))
     assert node._target_.endswith("OpenAICompatibleLLM") and node.model == "qwen2.5:7b"
+    assert node.base_url == "http://127.0.0.1:11434/v1" and node.max_new_tokens == 4
+    assert node.read_timeout_s == 30.0  # unset settings keep the llm config's own values
+    own = J.judge_llm_config(config.compose(["experiment=scenarios", "judge.llm=ct2_causal"], config.LAB_ROOT))
+    assert "base_url" not in own and own._target_.endswith("CT2CausalLLM")

@@ -96,10 +96,13 @@ def test_an_offline_lab_run_with_every_model_remote(model_server, tmp_path, monk
     code = app.main(["experiment=smoke", *stages, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
                      f"tracking.artifact_root={tmp_path}/mlruns", f"hydra.run.dir={out}",
                      "metrics.intelligibility=false", "metrics.sample_video=false", "metrics.turn_views=0",
-                     "engine.max_tokens=24", "participant.max_reply_s=300"])
+                     "engine.max_tokens=24", "participant.max_reply_s=300",
+                     # the judge served too, as a user points it at Ollama or vLLM: the same HTTP path
+                     "metrics.judge=true", "judge.llm=openai_compatible", f"judge.llm_settings.base_url={model_server.url}"])
     assert code == 0
     turns = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
     assert len(turns) == 2 and all(t["heard"] and t["replica_text"] and not t["error"] for t in turns)
     cfg = json.loads((out / "metrics.json").read_text())
     assert cfg["asr_wer"] < 0.5
+    assert cfg["judge_labels"] == 16 and "judge_agreement_within1" in cfg and cfg["judge_labels_scored_rate"] > 0, cfg
     assert compose(stages).composed.choices["tts"] == "openai_compatible"
