@@ -18,9 +18,11 @@ import numpy as np
 from cvi_lab.lab.dataset import SAMPLE_RATE, Dataset, Script
 from cvi_lab.lab.metrics import TurnResult
 from cvi_lab.lab.runner import ModeUnavailable, RunResult, apply_engine_record, participant_audio, stage_layers
+from cvi_lab.lab.turn_metrics import MISSED_TURN_S
 
 log = logging.getLogger("cvi_lab.lab")
 SILENCE_END_S = 0.6  # received audio quiet this long after a barge-in = the replica stopped (participant's view)
+NO_ANSWER_WAIT_S = MISSED_TURN_S + 1.0  # a line not to be answered: a reply later than a missed turn is not waited for
 
 
 def _server_cfg(cfg: Any, out_dir: Path) -> Any:
@@ -103,7 +105,9 @@ async def _call(cfg: Any, data: Dataset, script: Script, srv, http, persona_id: 
         utts = script.utterances
         for i, utt in enumerate(utts):
             lead = participant_audio(cfg, data, utt)[: -int(float(cfg.participant.trail_silence_s) * SAMPLE_RATE) or None]
-            turn = await spoken_turn(client, lead, SAMPLE_RATE, timeout=max_reply, wait_done=False)
+            # a line to leave unanswered (a cough, an "mm-hm" in silence) waits only as long as a missed turn
+            wait = max_reply if utt.expect.take_turn or utt.barge_in_after_s is not None else NO_ANSWER_WAIT_S
+            turn = await spoken_turn(client, lead, SAMPLE_RATE, timeout=wait, wait_done=False)
             leads.append(lead)
             first = turn["first_voiced"]
             sent.append((turn["sent_at"], turn["speech_end"], first))
@@ -134,7 +138,7 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
     the server's per-turn records (`records`: turn_idx -> the engine's marks, as /v2/conversations/{id}/turns
     serves them) for the same per-stage breakdown as offline mode, and the same turn-taking observations
     (`turn_metrics.observe`) on the participant's clock: its speech as sent, the events as they arrived."""
-    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, STILL_SPEAKING_S, cut_after, observe
+    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, STILL_SPEAKING_S, cut_after, drop_untimed_latency, observe
 
     events = [(t, e) for t, e in client.rec.events if isinstance(e, dict)]
     timed = [{**e, "_t": t} for t, e in events]
@@ -176,6 +180,7 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
             if tr.barge_in_stop_s is None and tr.replica_interrupted and start is not None and end is not None:
                 # quiet between two clauses when the line began: the engine's cut is when it stopped
                 tr.barge_in_stop_s = cut_after(timed, start, min(nxt, end + INTERRUPT_WINDOW_S))
+        drop_untimed_latency(tr)
         if first is not None and not tr.interrupted:
             a = int((first - t_audio0) * rate)
             stop_t = client.last_voiced_between(first, nxt if nxt != float("inf") else None) or first

@@ -190,7 +190,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
 def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
     """Per-utterance results: user/replica utterance events matched to each `Say` by arrival time."""
     from cvi_lab.audio import rms_dbfs
-    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, cut_after, observe, still_speaking
+    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, cut_after, drop_untimed_latency, observe, still_speaking
 
     says = {s["label"]: s for s in res.says}
     latencies = dict(zip((s["label"] for s in res.says), res.response_latencies()))
@@ -217,8 +217,9 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
         for tid in turn_ids:  # the record of the committed turn (the last one if VAD split it)
             if tid in records:
                 apply_engine_record(t, records[tid])
-        if latencies.get(utt.uid) is not None and not still_speaking(audible_at, say["speech_end"]):
-            t.response_latency_s = latencies[utt.uid]  # as the participant hears it
+        heard_at = say["speech_end"] + latencies[utt.uid] if latencies.get(utt.uid) is not None else None
+        if heard_at is not None and heard_at < end and not still_speaking(audible_at, say["speech_end"]):
+            t.response_latency_s = latencies[utt.uid]  # as the participant hears it (not the next line's answer)
         if not users and utt.expect.take_turn:
             t.error = t.error or "the replica did not take this turn"
         observe(t, utt, say["start"] + lead_s, say["speech_end"], end, res.events, len(users))
@@ -228,6 +229,7 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
             t.barge_in_stop_s = _stop_after(audible, start)
             if t.barge_in_stop_s is None and t.replica_interrupted:  # it was quiet between clauses: the cut
                 t.barge_in_stop_s = cut_after(res.events, start, min(end, say["speech_end"] + INTERRUPT_WINDOW_S))
+        drop_untimed_latency(t)
         if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
             pcm = _spoken_audio(res, say["speech_end"], end)
             if len(pcm):

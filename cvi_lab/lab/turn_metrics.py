@@ -15,8 +15,10 @@ apply to is left out, never reported as 0):
 - barge-in success: a line that must stop the replica did; stop time: its start -> the replica's audio stopping
   (when the replica was already quiet then, between two clauses, the audio says nothing of the reaction: the
   engine's cut, its `replica_interrupted` event, is the stop);
-- response latency (`metrics.aggregate`) leaves out lines the replica was still speaking over at their speech
-  end (a backchannel it talked through, an answer begun at a pause): that audio is no response to the line;
+- response latency (`metrics.aggregate`) leaves out lines the replica was still speaking over (a backchannel
+  it talked through, an answer begun at a pause: `drop_untimed_latency`, and audio within STILL_SPEAKING_S
+  of the speech end) and lines it was silent after until the
+  next line began (a cough left unanswered: the next audio is the next line's answer): no response to time;
 - spurious turn: a line the replica should not answer (a cough, an "mm-hm") was answered.
 """
 
@@ -53,6 +55,13 @@ def still_speaking(audible_at: list[float], speech_end: float) -> bool:
     """The replica was audible within STILL_SPEAKING_S before the speech end (`audible_at`: times of its
     audible audio on the same clock): the next audio is the same speech going on, not a response."""
     return any(speech_end - STILL_SPEAKING_S <= a <= speech_end for a in audible_at)
+
+
+def drop_untimed_latency(t: TurnResult) -> None:
+    """No response latency for a line spoken over the replica that did not stop it, or answered before its
+    end: the audio after it is the answer going on, not a response to time."""
+    if (t.barge_in and not t.replica_interrupted) or t.replica_started_early:
+        t.response_latency_s = None
 
 
 def cut_after(events: Iterable[dict], start: float, until: float) -> float | None:

@@ -154,3 +154,13 @@ def test_audio_the_replica_was_still_speaking_is_no_response_and_a_cut_in_a_paus
     assert _stop_after(frames, 1.05) is None  # already quiet (between clauses): the caller takes the cut
     early = turn(0, HOLD, "mid_pause", replica_text="a", replica_started_early=True)  # answered, too soon
     assert TM.is_cut_off(early) and not TM.is_missed(early)
+
+
+def test_a_line_the_replica_talked_through_or_answered_early_has_no_response_time():
+    talked_over = turn(0, KEEP, "backchannel", barge_in=True, replica_interrupted=False, response_latency_s=0.02)
+    cut = turn(1, KEEP, "cough", barge_in=True, replica_interrupted=True, response_latency_s=1.2)  # recovery
+    early = turn(2, HOLD, "mid_pause", replica_started_early=True, response_latency_s=0.05, replica_text="a")
+    plain = turn(3, HOLD, response_latency_s=0.9, replica_text="b")
+    for t in (talked_over, cut, early, plain):
+        TM.drop_untimed_latency(t)
+    assert [t.response_latency_s for t in (talked_over, cut, early, plain)] == [None, 1.2, None, 0.9]
