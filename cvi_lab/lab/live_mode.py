@@ -162,16 +162,9 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
         if end is not None and client.last_voiced_between(end - STILL_SPEAKING_S, end) is not None:
             latency = None  # the replica was still speaking at the speech end: that audio is no response
         tr = TurnResult(script.id, utt.turn, utt.text, heard=heard, replica_text=said, response_latency_s=latency)
-        for tid in sorted(t for t in turn_ids if t is not None):  # the committed turn's record (the last if VAD split it)
-            if tid in records:
-                join_participant_view(tr, records[tid], latency)
         if t0 is not None and end is not None:
             start = client.speech_started_after(t0)
             observe(tr, utt, start if start is not None and start < end else t0 + lead_s, end, nxt, timed, len(mine))
-        if not mine and utt.expect.take_turn:
-            tr.error = tr.error or "the replica did not take this turn"
-        tr.interrupted = tr.interrupted or any(e.get("event_type") == "conversation.replica_interrupted"
-                                               and e.get("turn_idx") in turn_ids for _, e in events)
         if utt.barge_in_after_s is not None and t0 is not None:
             start = client.speech_started_after(t0)
             stop = client.voice_stopped_after(start, SILENCE_END_S) if start is not None else None
@@ -181,6 +174,13 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
                 # quiet between two clauses when the line began: the engine's cut is when it stopped
                 tr.barge_in_stop_s = cut_after(timed, start, min(nxt, end + INTERRUPT_WINDOW_S))
         drop_untimed_latency(tr)
+        for tid in sorted(t for t in turn_ids if t is not None):  # the committed turn's record (the last if VAD split it)
+            if tid in records:
+                join_participant_view(tr, records[tid], tr.response_latency_s)
+        if not mine and utt.expect.take_turn:
+            tr.error = tr.error or "the replica did not take this turn"
+        tr.interrupted = tr.interrupted or any(e.get("event_type") == "conversation.replica_interrupted"
+                                               and e.get("turn_idx") in turn_ids for _, e in events)
         if first is not None and not tr.interrupted:
             a = int((first - t_audio0) * rate)
             stop_t = client.last_voiced_between(first, nxt if nxt != float("inf") else None) or first

@@ -218,8 +218,9 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
             if tid in records:
                 apply_engine_record(t, records[tid])
         heard_at = say["speech_end"] + latencies[utt.uid] if latencies.get(utt.uid) is not None else None
-        if heard_at is not None and heard_at < end and not still_speaking(audible_at, say["speech_end"]):
-            t.response_latency_s = latencies[utt.uid]  # as the participant hears it (not the next line's answer)
+        timed = heard_at is not None and heard_at < end and not still_speaking(audible_at, say["speech_end"])
+        # as the participant hears it (never the engine's own figure, nor the next line's answer)
+        t.response_latency_s = latencies[utt.uid] if timed else None
         if not users and utt.expect.take_turn:
             t.error = t.error or "the replica did not take this turn"
         observe(t, utt, say["start"] + lead_s, say["speech_end"], end, res.events, len(users))
