@@ -40,6 +40,7 @@ COLUMNS = [
     ("false_barge_in_recovery_rate", "recovery", "{:.2f}"),
     ("false_cutoff_rate_mid_pause", "false cut-off (paused)", "{:.2f}"),
     ("spurious_turn_rate", "spurious turn", "{:.2f}"),
+    ("answer_correct_rate", "answer correct", "{:.2f}"),
     ("judge_relevance_mean", "judge relevance", "{:.2f}"),
     ("judge_correctness_mean", "judge correctness", "{:.2f}"),
     ("judge_speech_mean", "judge speech", "{:.2f}"),
@@ -54,7 +55,8 @@ COLUMNS = [
 # quality metrics plotted against latency, and which way is better
 QUALITY = {"asr_wer": "lower", "tts_intelligibility_wer": "lower", "false_cutoff_rate": "lower",
            "false_cutoff_rate_mid_pause": "lower", "missed_turn_rate": "lower", "false_barge_in_rate": "lower",
-           "judge_relevance_mean": "higher", "judge_correctness_mean": "higher", "repeated_opener_rate": "lower"}
+           "answer_correct_rate": "higher", "judge_relevance_mean": "higher", "judge_correctness_mean": "higher",
+           "repeated_opener_rate": "lower"}
 MARK_START, MARK_END = "<!-- compare:start -->", "<!-- compare:end -->"
 NOT_AXES = ("experiment=", "tracking.", "hydra")  # overrides that say where a run goes, not what it chose
 
