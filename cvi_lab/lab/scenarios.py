@@ -15,7 +15,7 @@ Scenario fields of a dataset line (all optional):
      hold (bool)           the replica must not answer before the line ends (no cut-off at its pauses)
      replica_stops (bool)  for a line spoken over the replica (`barge_in_after_s`): it must stop (true)
                            or keep talking (false)
-     answer (str)          the expected answer's key fact, for the judge's correctness score
+     answer (str)          the expected answer's key fact: answer_check.py and the judge's correctness score
 """
 
 from __future__ import annotations
