@@ -192,21 +192,30 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
 
 def _views(turns: list[TurnResult], client, sent, leads: list[np.ndarray], out_dir: Path, limit: int) -> list[Path]:
     """The per-turn views of a live call, on the participant's clock: what it sent from the send start, what
-    it received (48 kHz, by arrival) over the same window, the engine's marks from its speech end."""
+    it received over the same window, the engine's marks from its speech end.
+
+    The received audio is drawn as the stream it is (its samples in order), placed so that its first voiced
+    sample after the speech end falls where the participant heard it (`first`, the latency's end): arrival
+    times alone come in bursts on a loaded machine and would smear or shift the picture."""
     import bisect
 
+    from cvi_lab.audio import to_float32
     from cvi_lab.lab.turn_view import turn_view, view_end
     from cvi_lab.transport.heard import RATE
 
     rec, paths = client.rec, []
     origin = rec.audio_arrivals[0] if rec.audio_arrivals else 0.0  # the call's first audio: its 0 s
-    for t, (t0, end, _first), lead in list(zip(turns, sent, leads))[: max(0, limit)]:
+    for t, (t0, end, first), lead in list(zip(turns, sent, leads))[: max(0, limit)]:
         if end is None:
             continue
-        replica = rec.audio_between(t0, view_end(t, end))
         i = bisect.bisect_left(rec.audio_arrivals, t0)
-        replica_start = rec.audio_arrivals[i] if i < len(rec.audio_arrivals) else t0
-        paths.append(turn_view(t, lead, t0 - origin, end - origin, replica, replica_start - origin, RATE, out_dir))
+        k = bisect.bisect_right(rec.audio_arrivals, view_end(t, end))
+        if i >= k:
+            continue
+        replica = to_float32(np.concatenate(rec.audio_chunks[i:k]))
+        at = rec.first_voiced_sample_after(end, client.voiced_threshold) if first is not None else None
+        start = first - (at - rec.audio_offsets[i]) / RATE if at is not None else rec.audio_arrivals[i]
+        paths.append(turn_view(t, lead, t0 - origin, end - origin, replica, start - origin, RATE, out_dir))
     return paths
 
 

@@ -81,6 +81,15 @@ class Recording:
                 return self.audio_arrivals[j] + windows[0] * WINDOW / RATE
         return None
 
+    def first_voiced_sample_after(self, t: float, threshold: float) -> int | None:
+        """Where `first_voiced_after(t)` lies in `audio()` at RATE: its sample index (None if none yet)."""
+        i = bisect.bisect_left(self.audio_arrivals, t)
+        for j in range(i, len(self.audio_chunks)):
+            windows = voiced_windows(self.audio_chunks[j], threshold)
+            if len(windows):
+                return self.audio_offsets[j] + int(windows[0]) * WINDOW
+        return None
+
     def last_voiced_between(self, since: float, until: float | None, threshold: float) -> float | None:
         """End time of the last voiced 10 ms window in a chunk that arrived in [since, until]."""
         last = None

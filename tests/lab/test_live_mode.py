@@ -118,3 +118,17 @@ def test_live_call_logs_the_turn_taking_metrics(tmp_path, monkeypatch):
     for key in ("false_cutoff_rate", "missed_turn_rate", "false_barge_in_rate", "end_of_turn_delay_p50_ms",
                 "spurious_turn_rate", "transport_mean_ms"):
         assert key in run.data.metrics, key
+
+
+def test_the_first_voiced_sample_is_found_in_the_stream_as_recorded():
+    import numpy as np
+
+    from cvi_lab.transport.heard import Recording
+
+    rec = Recording()
+    quiet, voiced = np.zeros(960, np.int16), np.full(960, 8000, np.int16)  # 20 ms chunks at 48 kHz
+    for k, chunk in enumerate([quiet, quiet, voiced, voiced]):
+        rec.add_audio(10.0 + (0.0 if k < 3 else 0.5), chunk)  # three read at once (a burst), one later
+    assert rec.first_voiced_sample_after(9.0, threshold=0.01) == 1920  # the third chunk's first sample
+    assert rec.first_voiced_sample_after(10.2, threshold=0.01) == 2880  # only the last chunk came after 10.2
+    assert rec.first_voiced_after(9.0, threshold=0.01) == 10.0 and rec.first_voiced_sample_after(11.0, 0.01) is None
