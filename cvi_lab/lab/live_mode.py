@@ -138,7 +138,7 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
     the server's per-turn records (`records`: turn_idx -> the engine's marks, as /v2/conversations/{id}/turns
     serves them) for the same per-stage breakdown as offline mode, and the same turn-taking observations
     (`turn_metrics.observe`) on the participant's clock: its speech as sent, the events as they arrived."""
-    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, STILL_SPEAKING_S, cut_after, drop_untimed_latency, observe
+    from cvi_lab.lab.turn_metrics import STILL_SPEAKING_S, cut_after, drop_untimed_latency, observe
 
     events = [(t, e) for t, e in client.rec.events if isinstance(e, dict)]
     timed = [{**e, "_t": t} for t, e in events]
@@ -172,7 +172,7 @@ def _collect(script: Script, client, sent, records: dict[int, dict], result: Run
             tr.barge_in_stop_s = (stop - start) if stop is not None and stop > start else None
             if tr.barge_in_stop_s is None and tr.replica_interrupted and start is not None and end is not None:
                 # quiet between two clauses when the line began: the engine's cut is when it stopped
-                tr.barge_in_stop_s = cut_after(timed, start, min(nxt, end + INTERRUPT_WINDOW_S))
+                tr.barge_in_stop_s = cut_after(timed, start, end, nxt)
         drop_untimed_latency(tr)
         for tid in sorted(t for t in turn_ids if t is not None):  # the committed turn's record (the last if VAD split it)
             if tid in records:

@@ -190,7 +190,7 @@ async def _call(cfg: Any, data: Dataset, script: Script, pool, choices: dict, re
 def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
     """Per-utterance results: user/replica utterance events matched to each `Say` by arrival time."""
     from cvi_lab.audio import rms_dbfs
-    from cvi_lab.lab.turn_metrics import INTERRUPT_WINDOW_S, cut_after, drop_untimed_latency, observe, still_speaking
+    from cvi_lab.lab.turn_metrics import cut_after, drop_untimed_latency, observe, still_speaking
 
     says = {s["label"]: s for s in res.says}
     latencies = dict(zip((s["label"] for s in res.says), res.response_latencies()))
@@ -229,7 +229,7 @@ def _collect(script: Script, res, result: RunResult, lead_s: float) -> None:
             start = say["start"] + lead_s
             t.barge_in_stop_s = _stop_after(audible, start)
             if t.barge_in_stop_s is None and t.replica_interrupted:  # it was quiet between clauses: the cut
-                t.barge_in_stop_s = cut_after(res.events, start, min(end, say["speech_end"] + INTERRUPT_WINDOW_S))
+                t.barge_in_stop_s = cut_after(res.events, start, say["speech_end"], end)
         drop_untimed_latency(t)
         if t.replica_text and not t.interrupted and latencies.get(utt.uid) is not None:
             pcm = _spoken_audio(res, say["speech_end"], end)

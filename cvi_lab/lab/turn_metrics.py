@@ -17,8 +17,8 @@ apply to is left out, never reported as 0):
   engine's cut, its `replica_interrupted` event, is the stop);
 - response latency (`metrics.aggregate`) leaves out lines the replica was still speaking over (a backchannel
   it talked through, an answer begun at a pause: `drop_untimed_latency`, and audio within STILL_SPEAKING_S
-  of the speech end) and lines it was silent after until the
-  next line began (a cough left unanswered: the next audio is the next line's answer): no response to time;
+  of the speech end) and lines it was silent after until the next line began (a cough left unanswered: the
+  next audio is the next line's answer): no response to time;
 - spurious turn: a line the replica should not answer (a cough, an "mm-hm") was answered.
 """
 
@@ -42,7 +42,7 @@ def observe(t: TurnResult, utt: Any, speech_start: float, speech_end: float, win
     t.phenomenon = utt.phenomenon
     t.expect = utt.expect
     t.user_turns = user_turns
-    cut_until = min(window_end, speech_end + INTERRUPT_WINDOW_S)
+    cut_until = cut_window_end(speech_end, window_end)
     for e in events:
         kind, at = e["event_type"], e["_t"]
         if kind == "conversation.replica.started_speaking" and speech_start < at < speech_end:
@@ -64,8 +64,14 @@ def drop_untimed_latency(t: TurnResult) -> None:
         t.response_latency_s = None
 
 
-def cut_after(events: Iterable[dict], start: float, until: float) -> float | None:
-    """Seconds from `start` to the engine's first `conversation.replica_interrupted` before `until`."""
+def cut_window_end(speech_end: float, window_end: float) -> float:
+    """Until when an engine cut counts as caused by a line: INTERRUPT_WINDOW_S past its end, or the next line."""
+    return min(window_end, speech_end + INTERRUPT_WINDOW_S)
+
+
+def cut_after(events: Iterable[dict], start: float, speech_end: float, window_end: float) -> float | None:
+    """Seconds from `start` to the engine's first `conversation.replica_interrupted` the line caused."""
+    until = cut_window_end(speech_end, window_end)
     for e in events:
         if e["event_type"] == "conversation.replica_interrupted" and start <= e["_t"] < until:
             return e["_t"] - start

@@ -72,23 +72,24 @@ class Recording:
         chunks = [c for a, c in zip(self.audio_arrivals, self.audio_chunks) if since <= a <= until]
         return to_float32(np.concatenate(chunks)) if chunks else np.zeros(0, np.float32)
 
-    def first_voiced_after(self, t: float, threshold: float) -> float | None:
-        """Time of the first voiced 10 ms window in a chunk that arrived after `t` (None if none yet)."""
+    def _first_voiced(self, t: float, threshold: float) -> tuple[int, int] | None:
+        """(chunk, window in it) of the first voiced 10 ms window in a chunk that arrived after `t`."""
         i = bisect.bisect_left(self.audio_arrivals, t)
         for j in range(i, len(self.audio_chunks)):
             windows = voiced_windows(self.audio_chunks[j], threshold)
             if len(windows):
-                return self.audio_arrivals[j] + windows[0] * WINDOW / RATE
+                return j, int(windows[0])
         return None
+
+    def first_voiced_after(self, t: float, threshold: float) -> float | None:
+        """Time of the first voiced 10 ms window in a chunk that arrived after `t` (None if none yet)."""
+        found = self._first_voiced(t, threshold)
+        return None if found is None else self.audio_arrivals[found[0]] + found[1] * WINDOW / RATE
 
     def first_voiced_sample_after(self, t: float, threshold: float) -> int | None:
         """Where `first_voiced_after(t)` lies in `audio()` at RATE: its sample index (None if none yet)."""
-        i = bisect.bisect_left(self.audio_arrivals, t)
-        for j in range(i, len(self.audio_chunks)):
-            windows = voiced_windows(self.audio_chunks[j], threshold)
-            if len(windows):
-                return self.audio_offsets[j] + int(windows[0]) * WINDOW
-        return None
+        found = self._first_voiced(t, threshold)
+        return None if found is None else self.audio_offsets[found[0]] + found[1] * WINDOW
 
     def last_voiced_between(self, since: float, until: float | None, threshold: float) -> float | None:
         """End time of the last voiced 10 ms window in a chunk that arrived in [since, until]."""

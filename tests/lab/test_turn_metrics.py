@@ -148,7 +148,8 @@ def test_audio_the_replica_was_still_speaking_is_no_response_and_a_cut_in_a_paus
     assert TM.still_speaking(audible_at, 1.05) and not TM.still_speaking(audible_at, 1.3)
     events = [{"event_type": "conversation.replica.started_speaking", "_t": 0.9},
               {"event_type": "conversation.replica_interrupted", "_t": 1.7}]
-    assert TM.cut_after(events, 1.2, 4.0) == pytest.approx(0.5) and TM.cut_after(events, 1.8, 4.0) is None
+    assert TM.cut_after(events, 1.2, 1.5, 4.0) == pytest.approx(0.5) and TM.cut_after(events, 1.8, 2.0, 4.0) is None
+    assert TM.cut_after(events, 1.2, 1.5, 1.6) is None  # the next line began before the cut: not this line's
     frames = [(i * 0.02, i * 0.02 < 1.0) for i in range(100)]  # loud until 1.0 s, then quiet
     assert _stop_after(frames, 0.8) == pytest.approx(0.18)  # audible past the start: the audio says it
     assert _stop_after(frames, 1.05) is None  # already quiet (between clauses): the caller takes the cut

@@ -158,8 +158,6 @@ async def _sse_data(resp) -> AsyncIterator[str]:
         yield "\n".join(buf)
 
 
-
-
 def _hint(status: int) -> str:
     return {
         401: "; check api_key",

@@ -40,21 +40,23 @@ class EmbeddingRetriever:
         self.strategies = {name: Limits(int(v["passages"]), int(v["max_chars"])) for name, v in strategies.items()}
         self._model: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()  # one forward pass at a time: calls share the model
+        self._torch: Any = None
+        self._lock = threading.RLock()  # one load, one forward pass at a time: calls share the model
 
     async def warmup(self) -> None:
         await run_blocking(self._load)
 
     def _load(self) -> None:
-        if self._model is not None:
-            return
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        with self._lock:  # two calls indexing at once load the model once
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModel, AutoTokenizer
 
-        path = assets.minilm_dir()
-        self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-        self._torch = torch
+            path = assets.minilm_dir()
+            self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+            self._torch = torch
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors (mean of the token states, as sentence-transformers pools this model), one row a text."""
